@@ -1,0 +1,169 @@
+"""The VPC: public subnets for the load balancer, private subnets for web and app, isolated subnets
+for the database, NAT by strategy, flow logs, and a default security group with no rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import plan
+from components.settings import Settings
+
+
+@dataclass
+class NetworkArgs:
+    settings: Settings
+    provider: pulumi.ProviderResource
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    subnet_ids: Mapping[plan.Tier, Sequence[pulumi.Input[str]]]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("foobar:network:Network", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=s.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": f"foobar-{s.stack}"},
+            opts=child,
+        )
+        # Adopt the default group and strip it: nothing may use it by accident (CKV2_AWS_12).
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[], opts=child)
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, opts=child)
+
+        subnet_ids: dict[plan.Tier, list[pulumi.Output[str]]] = {tier: [] for tier in plan.TIERS}
+        for sub in plan.subnets(s.vpc_cidr, s.azs):
+            resource = aws.ec2.Subnet(
+                f"{name}-{sub.tier}-{sub.index}",  # index-based: stable across renames and new AZs
+                vpc_id=vpc.id,
+                cidr_block=sub.cidr,
+                availability_zone=sub.az,
+                map_public_ip_on_launch=False,  # the load balancer gets an Elastic IP instead
+                tags={"Name": f"foobar-{s.stack}-{sub.tier}-{sub.az}", "tier": sub.tier},
+                opts=child,
+            )
+            subnet_ids[sub.tier].append(resource.id)
+
+        public_rt = aws.ec2.RouteTable(f"{name}-public-rt", vpc_id=vpc.id, tags={"Name": "foobar-public"}, opts=child)
+        aws.ec2.Route(
+            f"{name}-public-default",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+            opts=child,
+        )
+        for i, subnet_id in enumerate(subnet_ids["public"]):
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{i}", subnet_id=subnet_id, route_table_id=public_rt.id, opts=child
+            )
+
+        nat_ids: list[pulumi.Output[str]] = []
+        nat_count = {"none": 0, "single": 1, "per-az": s.az_count}[s.nat_strategy]
+        for i in range(nat_count):
+            eip = aws.ec2.Eip(f"{name}-nat-eip-{i}", domain="vpc", tags={"Name": f"foobar-nat-{i}"}, opts=child)
+            nat = aws.ec2.NatGateway(
+                f"{name}-nat-{i}",
+                allocation_id=eip.allocation_id,
+                subnet_id=subnet_ids["public"][i],
+                tags={"Name": f"foobar-nat-{i}"},
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[igw]),
+            )
+            nat_ids.append(nat.id)
+
+        # One private route table per AZ, so per-az NAT keeps traffic in its zone.
+        for i in range(s.az_count):
+            rt = aws.ec2.RouteTable(
+                f"{name}-private-rt-{i}", vpc_id=vpc.id, tags={"Name": f"foobar-private-{i}"}, opts=child
+            )
+            if nat_ids:
+                aws.ec2.Route(
+                    f"{name}-private-default-{i}",
+                    route_table_id=rt.id,
+                    destination_cidr_block="0.0.0.0/0",
+                    nat_gateway_id=nat_ids[i % len(nat_ids)],
+                    opts=child,
+                )
+            for tier in ("web", "app"):
+                aws.ec2.RouteTableAssociation(
+                    f"{name}-{tier}-{i}", subnet_id=subnet_ids[tier][i], route_table_id=rt.id, opts=child
+                )
+
+        # The database subnets get a table with only the VPC-local route: no way out, ever.
+        db_rt = aws.ec2.RouteTable(f"{name}-db-rt", vpc_id=vpc.id, tags={"Name": "foobar-db-isolated"}, opts=child)
+        for i, subnet_id in enumerate(subnet_ids["db"]):
+            aws.ec2.RouteTableAssociation(f"{name}-db-{i}", subnet_id=subnet_id, route_table_id=db_rt.id, opts=child)
+
+        # Flow logs of every accepted and rejected connection, kept for logRetentionDays.
+        flow_group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=f"/foobar/{s.stack}/vpc-flow-logs",
+            retention_in_days=s.log_retention_days,
+            opts=child,
+        )
+        flow_role = aws.iam.Role(
+            f"{name}-flow-logs-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-flow-logs-policy",
+            role=flow_role.id,
+            policy=flow_group.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                                "Resource": [arn, f"{arn}:*"],
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-log",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=flow_group.arn,
+            iam_role_arn=flow_role.arn,
+            opts=child,
+        )
+
+        self.vpc_id = vpc.id
+        self.subnet_ids = subnet_ids
+        self.register_outputs(
+            {
+                "vpcId": vpc.id,
+                "publicSubnetIds": subnet_ids["public"],
+                "webSubnetIds": subnet_ids["web"],
+                "appSubnetIds": subnet_ids["app"],
+                "dbSubnetIds": subnet_ids["db"],
+                "natGatewayIds": nat_ids,
+            }
+        )

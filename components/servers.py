@@ -1,0 +1,188 @@
+"""The servers of one role: IAM role with least privilege, instance profile, EC2 instances.
+
+Every instance: Ubuntu 24.04 LTS looked up at deploy time, IMDSv2 only, encrypted gp3 root volume,
+no public address (the load balancer gets an Elastic IP), fixed private address from the plan, and
+user-data that is replaced with the instance when it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+UBUNTU_OWNER = "099720109477"  # Canonical
+UBUNTU_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*"
+_GRAVITON = re.compile(r"^(a1|[a-z]+\d+[a-z]*g[a-z]*)\.")
+
+MANAGED_POLICIES = (
+    "arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",  # Session Manager instead of SSH
+    "arn:{partition}:iam::aws:policy/CloudWatchAgentServerPolicy",  # metrics and logs
+)
+
+
+def architecture(instance_type: str) -> str:
+    """Ubuntu's name for the CPU architecture of an instance type (Graviton families end in g)."""
+    return "arm64" if _GRAVITON.match(instance_type) else "amd64"
+
+
+def ubuntu_ami(instance_type: str, opts: pulumi.InvokeOptions | None = None) -> str:
+    """The newest Canonical Ubuntu 24.04 image for the instance type's architecture."""
+    image = aws.ec2.get_ami(
+        most_recent=True,
+        owners=[UBUNTU_OWNER],
+        filters=[
+            aws.ec2.GetAmiFilterArgs(name="name", values=[UBUNTU_NAME.format(arch=architecture(instance_type))]),
+            aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+        ],
+        opts=opts,
+    )
+    return image.id
+
+
+def role_policy(
+    *, partition: str, region: str, account: str, param_path: str, extra: Sequence[dict[str, object]] = ()
+) -> str:
+    """The inline policy of a role: read its own SSM path (and decrypt through SSM only), plus extras."""
+    statements: list[dict[str, object]] = [
+        {
+            "Sid": "ReadOwnParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            "Resource": [
+                f"arn:{partition}:ssm:{region}:{account}:parameter{param_path}",
+                f"arn:{partition}:ssm:{region}:{account}:parameter{param_path}/*",
+            ],
+        },
+        {
+            "Sid": "DecryptOwnParametersViaSsm",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": f"arn:{partition}:kms:{region}:{account}:key/*",
+            "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"}},
+        },
+        *extra,
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+@dataclass
+class ServersArgs:
+    role: str
+    count: int
+    instance_type: str
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """One per AZ; server i goes to subnet i % len(subnet_ids)."""
+    addresses: list[str]
+    """Fixed private address per server, from the plan."""
+    security_group_id: pulumi.Input[str]
+    user_data: Callable[[int], pulumi.Input[str]]
+    """User-data of server i."""
+    param_path: str
+    partition: str
+    region: str
+    account: str
+    root_volume_gib: int
+    provider: pulumi.ProviderResource
+    extra_statements: pulumi.Input[list[dict[str, object]]] = field(default_factory=list)
+    """Further policy statements for this role only (ACM export, the database secret)."""
+    public: bool = False
+    """Give each server an Elastic IP (the load balancer)."""
+
+
+class Servers(pulumi.ComponentResource):
+    instance_ids: list[pulumi.Output[str]]
+    private_ips: list[pulumi.Output[str]]
+    public_ips: list[pulumi.Output[str]]
+    role_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("foobar:servers:Servers", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            description=f"foobar {args.role} servers",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        for i, arn in enumerate(MANAGED_POLICIES):
+            aws.iam.RolePolicyAttachment(
+                f"{name}-managed-{i}", role=role.name, policy_arn=arn.format(partition=args.partition), opts=child
+            )
+        aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=role.name,
+            policy=pulumi.Output.from_input(args.extra_statements).apply(
+                lambda extra: role_policy(
+                    partition=args.partition,
+                    region=args.region,
+                    account=args.account,
+                    param_path=args.param_path,
+                    extra=extra,
+                )
+            ),
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+
+        ami = ubuntu_ami(args.instance_type, pulumi.InvokeOptions(provider=args.provider))
+        self.instance_ids, self.private_ips, self.public_ips = [], [], []
+        for i in range(args.count):
+            instance = aws.ec2.Instance(
+                f"{name}-{i}",
+                ami=ami,
+                instance_type=args.instance_type,
+                subnet_id=args.subnet_ids[i % len(args.subnet_ids)],
+                private_ip=args.addresses[i],
+                vpc_security_group_ids=[args.security_group_id],
+                iam_instance_profile=profile.name,
+                associate_public_ip_address=False,
+                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                    http_endpoint="enabled",
+                    http_tokens="required",  # IMDSv2 only
+                    http_put_response_hop_limit=1,
+                    instance_metadata_tags="disabled",
+                ),
+                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                    volume_type="gp3", volume_size=args.root_volume_gib, encrypted=True, delete_on_termination=True
+                ),
+                ebs_optimized=True,
+                monitoring=True,
+                user_data=args.user_data(i),
+                user_data_replace_on_change=True,
+                tags={"Name": f"foobar-{args.role}-{i}"},
+                # A new AMI release must not replace running servers on the next `pulumi up`.
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, ignore_changes=["ami"]),
+            )
+            self.instance_ids.append(instance.id)
+            self.private_ips.append(instance.private_ip)
+            if args.public:
+                eip = aws.ec2.Eip(
+                    f"{name}-{i}-eip",
+                    domain="vpc",
+                    instance=instance.id,
+                    tags={"Name": f"foobar-{args.role}-{i}"},
+                    opts=child,
+                )
+                self.public_ips.append(eip.public_ip)
+        self.role_name = role.name
+        self.register_outputs(
+            {
+                "instanceIds": self.instance_ids,
+                "privateIps": self.private_ips,
+                "publicIps": self.public_ips,
+                "roleName": role.name,
+            }
+        )

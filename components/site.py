@@ -1,0 +1,232 @@
+"""www.foobar.com: the whole site as one component, wiring the concerns together."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import plan
+from components.certificates import Certificates, CertificatesArgs, param_path
+from components.database import Database, DatabaseArgs
+from components.firewalls import Firewalls, FirewallsArgs
+from components.network import Network, NetworkArgs
+from components.servers import Servers, ServersArgs
+from components.settings import PROJECT, Settings
+from userdata import RoleValues, cloud_config
+
+# The role tag of every resource; one AWS provider per role carries it as a default tag.
+TAG_ROLES = ("network", "lb", "web", "app", "db", "certificates", "monitoring")
+
+
+def default_tags(settings: Settings, role: str) -> dict[str, str]:
+    tags = {"project": PROJECT, "stack": settings.stack, "role": role}
+    expiry = settings.expiry()
+    if expiry:
+        tags["expires-at"] = expiry
+    return tags
+
+
+@dataclass
+class SiteArgs:
+    settings: Settings
+    region: str
+
+
+class Site(pulumi.ComponentResource):
+    url: pulumi.Output[str]
+    lb_public_ip: pulumi.Output[str]
+    outputs: dict[str, object]
+
+    def __init__(self, name: str, args: SiteArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("foobar:site:Site", name, None, opts)
+        s, region = args.settings, args.region
+
+        providers = {
+            role: aws.Provider(
+                f"aws-{role}",
+                region=region,
+                default_tags=aws.ProviderDefaultTagsArgs(tags=default_tags(s, role)),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for role in TAG_ROLES
+        }
+        invoke = pulumi.InvokeOptions(provider=providers["network"])
+        account = aws.get_caller_identity(opts=invoke).account_id
+        partition = aws.get_partition(opts=invoke).partition
+
+        network = Network(f"{name}-network", NetworkArgs(s, providers["network"]), pulumi.ResourceOptions(parent=self))
+        firewalls = Firewalls(
+            f"{name}-firewalls",
+            FirewallsArgs(vpc_id=network.vpc_id, providers=providers),
+            pulumi.ResourceOptions(parent=self),
+        )
+        certs = Certificates(
+            f"{name}-certificates",
+            CertificatesArgs(s, providers["certificates"], {r: providers[r] for r in ("lb", "web", "app")}),
+            pulumi.ResourceOptions(parent=self),
+        )
+
+        counts: dict[plan.Tier, int] = {"public": 1, "web": s.web_count, "app": s.app_count}
+        addresses = {
+            tier: [plan.server_address(s.vpc_cidr, tier, i, s.az_count) for i in range(count)]
+            for tier, count in counts.items()
+        }
+
+        def values(role: str, index: int, **extra: object) -> RoleValues:
+            tier: plan.Tier = "public" if role == "lb" else role  # type: ignore[assignment]
+            return RoleValues(
+                role=role,  # type: ignore[arg-type]
+                stack=s.stack,
+                region=region,
+                domain=s.domain,
+                param_path=param_path(s.stack, role),
+                index=index,
+                private_address=addresses[tier][index],
+                **extra,  # type: ignore[arg-type]
+            )
+
+        def server_args(role: str, count: int, instance_type: str, tier: plan.Tier, **kw: object) -> ServersArgs:
+            return ServersArgs(
+                role=role,
+                count=count,
+                instance_type=instance_type,
+                subnet_ids=network.subnet_ids[tier],
+                addresses=addresses[tier],
+                security_group_id=firewalls.group_ids[role],  # type: ignore[index]
+                param_path=param_path(s.stack, role),
+                partition=partition,
+                region=region,
+                account=account,
+                root_volume_gib=s.root_volume_gib,
+                provider=providers[role],
+                **kw,  # type: ignore[arg-type]
+            )
+
+        web = Servers(
+            f"{name}-web",
+            server_args(
+                "web", s.web_count, s.web_instance_type, "web", user_data=lambda i: cloud_config(values("web", i))
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+        app = Servers(
+            f"{name}-app",
+            server_args(
+                "app", s.app_count, s.app_instance_type, "app", user_data=lambda i: cloud_config(values("app", i))
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+
+        acm_arn = certs.acm_certificate_arn
+        lb_extra: pulumi.Input[list[dict[str, object]]] = []
+        if acm_arn is not None:
+            lb_extra = acm_arn.apply(
+                lambda arn: [
+                    {
+                        "Sid": "ExportOwnCertificate",
+                        "Effect": "Allow",
+                        "Action": "acm:ExportCertificate",
+                        "Resource": arn,
+                    }
+                ]
+            )
+
+        def lb_user_data(i: int) -> pulumi.Input[str]:
+            def render(arn: str) -> str:
+                return cloud_config(
+                    values(
+                        "lb",
+                        i,
+                        web_backends=tuple(addresses["web"]),
+                        app_backends=tuple(addresses["app"]),
+                        acm_certificate_arn=arn,
+                    )
+                )
+
+            return acm_arn.apply(render) if acm_arn is not None else render("")
+
+        lb = Servers(
+            f"{name}-lb",
+            server_args(
+                "lb", 1, s.lb_instance_type, "public", user_data=lb_user_data, extra_statements=lb_extra, public=True
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+
+        db_sg = firewalls.group_ids["db"]
+        db = Database(
+            f"{name}-database",
+            DatabaseArgs(s, network.subnet_ids["db"], db_sg, providers["db"]),
+            pulumi.ResourceOptions(parent=self),
+        )
+        # The app learns where the database is from SSM at boot, so no server waits for RDS.
+        app_path = param_path(s.stack, "app")
+        app_opts = pulumi.ResourceOptions(parent=self, provider=providers["app"])
+        for key, value in (
+            ("db-writer", db.writer_endpoint),
+            ("db-reader", db.reader_endpoint),
+            ("db-secret-arn", db.secret_arn),
+        ):
+            aws.ssm.Parameter(
+                f"{name}-app-{key}",
+                name=f"{app_path}/{key}",
+                type="String",
+                value=value,
+                description=f"foobar {s.stack}: {key} for the app servers",
+                opts=app_opts,
+            )
+        aws.iam.RolePolicy(
+            f"{name}-app-db-secret",
+            role=app.role_name,
+            policy=db.secret_arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "ReadDatabaseSecret",
+                                "Effect": "Allow",
+                                "Action": "secretsmanager:GetSecretValue",
+                                "Resource": arn,
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=app_opts,
+        )
+
+        lb_ip = lb.public_ips[0]
+        if s.hosted_zone_id and s.public_certificate == "acm":
+            aws.route53.Record(
+                f"{name}-domain",
+                zone_id=s.hosted_zone_id,
+                name=s.domain,
+                type="A",
+                ttl=300,
+                records=[lb_ip],
+                opts=pulumi.ResourceOptions(parent=self, provider=providers["lb"]),
+            )
+
+        self.url = pulumi.Output.from_input(f"https://{s.domain}/")
+        self.lb_public_ip = lb_ip
+        self.outputs = {
+            "url": self.url,
+            "lbPublicIp": lb_ip,
+            "certificateArn": acm_arn if acm_arn is not None else "",
+            "certificateValidationRecords": certs.validation_records,
+            "internalCaCertPem": certs.ca_cert_pem,
+            "dbWriterEndpoint": db.writer_endpoint,
+            "dbReaderEndpoint": db.reader_endpoint,
+            "dbSecretArn": db.secret_arn,
+            "instanceIds": {"lb": lb.instance_ids, "web": web.instance_ids, "app": app.instance_ids},
+            "securityGroupIds": firewalls.group_ids,
+            "vpcId": network.vpc_id,
+            "stack": s.stack,
+            "ephemeral": s.ephemeral,
+            "expiresAt": s.expiry() or "",
+        }
+        self.register_outputs(self.outputs)

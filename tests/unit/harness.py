@@ -1,0 +1,205 @@
+"""Runs the real __main__.py under Pulumi mocks and records every registration.
+
+The CLI applies Pulumi.yaml defaults and passes config as strings; mocks do neither, so ``run``
+does both from the same files the CLI reads. Each run gets fresh mocks and config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "foobar"
+ZONES = {"eu-west-1": ["eu-west-1a", "eu-west-1b", "eu-west-1c"], "us-east-1": [f"us-east-1{c}" for c in "abcdef"]}
+ACCOUNT = "123456789012"
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    provider: str
+    urn: str
+    id: str
+
+    @property
+    def parent(self) -> str | None:
+        return self.inputs.get("__parent")
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    region: str
+    resources: list[Registration] = field(default_factory=list)
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        rid = f"{args.name}-id"
+        out = dict(inputs)
+        t = args.typ
+        digest = hashlib.sha1(args.name.encode()).hexdigest()
+        if t == "aws:ec2/instance:Instance":
+            out.setdefault("privateIp", inputs.get("privateIp", "10.0.0.1"))
+            rid = "i-" + digest[:17]
+        elif t == "aws:ec2/eip:Eip":
+            out.update(
+                publicIp="203.0.113." + str(int(digest[:2], 16) % 250 + 1), allocationId="eipalloc-" + digest[:8]
+            )
+        elif t == "aws:ec2/securityGroup:SecurityGroup":
+            rid = "sg-" + digest[:17]
+        elif t in ("aws:iam/role:Role",):
+            out.update(name=args.name, arn=f"arn:aws:iam::{ACCOUNT}:role/{args.name}")
+        elif t == "aws:cloudwatch/logGroup:LogGroup":
+            out["arn"] = f"arn:aws:logs:{self.region}:{ACCOUNT}:log-group:{inputs.get('name', args.name)}"
+        elif t == "aws:acm/certificate:Certificate":
+            out.update(
+                arn=f"arn:aws:acm:{self.region}:{ACCOUNT}:certificate/{digest[:8]}",
+                domainValidationOptions=[
+                    {
+                        "domainName": inputs["domainName"],
+                        "resourceRecordName": f"_x1.{inputs['domainName']}.",
+                        "resourceRecordType": "CNAME",
+                        "resourceRecordValue": "_x2.acm-validations.aws.",
+                    }
+                ],
+            )
+        elif t == "aws:acm/certificateValidation:CertificateValidation":
+            out["certificateArn"] = inputs["certificateArn"]
+        elif t == "aws:route53/record:Record":
+            out["fqdn"] = inputs["name"]
+        elif t == "aws:rds/instance:Instance":
+            ident = (inputs.get("identifierPrefix") or args.name) + digest[:6]
+            out.update(
+                identifier=ident,
+                address=f"{ident}.abc.{self.region}.rds.amazonaws.com",
+                arn=f"arn:aws:rds:{self.region}:{ACCOUNT}:db:{ident}",
+            )
+            if inputs.get("manageMasterUserPassword"):
+                out["masterUserSecrets"] = [
+                    {
+                        "secretArn": f"arn:aws:secretsmanager:{self.region}:{ACCOUNT}:secret:rds!db-{digest[:8]}",
+                        "secretStatus": "active",
+                    }
+                ]
+        elif t == "aws:rds/parameterGroup:ParameterGroup" or t == "aws:rds/subnetGroup:SubnetGroup":
+            out.setdefault("name", args.name)
+        elif t == "aws:iam/instanceProfile:InstanceProfile":
+            out["name"] = args.name
+        elif t == "tls:index/privateKey:PrivateKey":
+            out.update(
+                privateKeyPem=f"-----BEGIN PRIVATE KEY-----\nMOCK{digest}\n-----END PRIVATE KEY-----\n",
+                publicKeyPem="pub",
+            )
+        elif t in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK{digest}\n-----END CERTIFICATE-----\n"
+        elif t == "tls:index/certRequest:CertRequest":
+            out["certRequestPem"] = "-----BEGIN CERTIFICATE REQUEST-----\nMOCK\n-----END CERTIFICATE REQUEST-----\n"
+        out.setdefault("arn", f"arn:aws:mock:{self.region}:{ACCOUNT}:{args.name}")
+        self.resources.append(Registration(t, args.name, inputs, out, args.provider or "", "", rid))
+        return rid, out
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        self.invokes.append((args.token, dict(args.args)))
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = ZONES.get(self.region, ["zone-a", "zone-b"])
+            return {"names": names, "zoneIds": [f"z{i}" for i in range(len(names))], "id": self.region}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
+                "userId": "AID",
+                "id": ACCOUNT,
+            }, []
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if args.token == "aws:ec2/getAmi:getAmi":
+            pattern = args.args["filters"][0]["values"][0]
+            arch = "arm64" if "arm64" in pattern else "amd64"
+            return {"id": f"ami-ubuntu-{arch}", "name": pattern, "architecture": arch}, []
+        return {}, []
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The config the CLI would pass: Pulumi.yaml defaults, then the stack file (dev for ephemeral ones)."""
+    config: dict[str, Any] = {}
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    for key, spec in project.get("config", {}).items():
+        config[f"{PROJECT}:{key}"] = spec["default"]
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    if stack_file.exists():
+        config.update(yaml.safe_load(stack_file.read_text()).get("config", {}))
+    return config
+
+
+def _as_config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+@dataclass
+class Run:
+    mocks: Recorder
+    namespace: dict[str, Any]
+
+    @property
+    def resources(self) -> list[Registration]:
+        return self.mocks.resources
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == typ]
+
+    def named(self, name: str) -> Registration:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"{len(found)} resources named {name}"
+        return found[0]
+
+
+def run(stack: str = "dev", base: str | None = None, **overrides: Any) -> Run:
+    """Run __main__.py for ``stack`` with config from ``base``'s stack file (default: the stack's own)
+    and overrides given as camelCase settings (``webCount=3``) or full keys (``aws:region``)."""
+    config = stack_config(base or stack)
+    for key, value in overrides.items():
+        config[key if ":" in key else f"{PROJECT}:{key}"] = value
+    region = str(config.get("aws:region", "us-east-1"))
+    mocks = Recorder(region=region)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config({k: _as_config_string(v) for k, v in config.items()})
+    namespace: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> None:
+        namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
+
+    program()
+    return Run(mocks, namespace)
+
+
+def resolve(output: Any) -> Any:
+    """The value of an Output (or plain value) once the mocked program has finished."""
+    box: list[Any] = []
+
+    @pulumi.runtime.test
+    def wait() -> pulumi.Output[Any]:
+        return pulumi.Output.from_input(output).apply(box.append)
+
+    wait()
+    return box[0] if box else None

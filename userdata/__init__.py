@@ -1,0 +1,41 @@
+"""User-data of the three server roles, rendered by pure functions from plain values.
+
+The same functions serve the Pulumi program (values from settings and resource outputs), the tests
+(which check the result with the real daemons) and the local site (which runs the rendered files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["lb", "web", "app"]
+
+
+@dataclass(frozen=True)
+class RoleValues:
+    """Everything a server needs to know at boot. Plain values only: never a secret."""
+
+    role: Role
+    stack: str
+    region: str
+    domain: str
+    param_path: str
+    """SSM path holding the role's tls-key (SecureString), tls-cert and ca-cert."""
+    index: int = 0
+    private_address: str = ""
+    web_backends: tuple[str, ...] = ()
+    """LB only: private addresses of the web servers."""
+    app_backends: tuple[str, ...] = ()
+    """LB only: private addresses of the app servers."""
+    acm_certificate_arn: str = ""
+    """LB only: the exportable ACM certificate; empty means the internal-CA certificate serves."""
+    log_group_prefix: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def cloud_config(values: RoleValues) -> str:
+    """The ``#cloud-config`` user-data of one server."""
+    from userdata.render import render_cloud_config
+
+    return render_cloud_config(values)
