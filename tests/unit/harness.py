@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi.runtime.mocks
+import pulumi.runtime.settings
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "foobar"
 ZONES = {"eu-west-1": ["eu-west-1a", "eu-west-1b", "eu-west-1c"], "us-east-1": [f"us-east-1{c}" for c in "abcdef"]}
 ACCOUNT = "123456789012"
@@ -25,6 +27,21 @@ ACCOUNT = "123456789012"
 def _camel(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(p.title() for p in rest)
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # how the engine marks a secret value on the wire
+
+
+def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
+    """Replace secret envelopes by their values and note where they were."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            secrets.add(path)
+            return _unwrap(value["value"], path, secrets)
+        return {k: _unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
 
 
 @dataclass
@@ -36,10 +53,25 @@ class Registration:
     provider: str
     urn: str
     id: str
+    secrets: set[str] = field(default_factory=set)
+    """Input paths that arrived as secrets."""
+    parent: str = ""
+    protect: bool = False
+    dependencies: list[str] = field(default_factory=list)
+    """URNs this resource waits for (explicit depends_on and every Output it consumes)."""
 
-    @property
-    def parent(self) -> str | None:
-        return self.inputs.get("__parent")
+
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The stock mock monitor, plus what it drops: parent, protect and dependencies of each resource."""
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        deps = set(request.dependencies)
+        for prop in request.propertyDependencies.values():
+            deps |= set(prop.urns)
+        mocks: Recorder = self.mocks
+        mocks.meta[(request.type, request.name)] = (response.urn, request.parent, request.protect, sorted(deps))
+        return response
 
 
 @dataclass
@@ -47,9 +79,15 @@ class Recorder(pulumi.runtime.Mocks):
     region: str
     resources: list[Registration] = field(default_factory=list)
     invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    meta: dict[tuple[str, str], tuple[str, str, bool, list[str]]] = field(default_factory=dict)
+
+    def finish(self) -> None:
+        for r in self.resources:
+            r.urn, r.parent, r.protect, r.dependencies = self.meta.get((r.type, r.name), ("", "", False, []))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        inputs = dict(args.inputs)
+        secrets: set[str] = set()
+        inputs = _unwrap(dict(args.inputs), "", secrets)
         rid = f"{args.name}-id"
         out = dict(inputs)
         t = args.typ
@@ -111,7 +149,7 @@ class Recorder(pulumi.runtime.Mocks):
         elif t == "tls:index/certRequest:CertRequest":
             out["certRequestPem"] = "-----BEGIN CERTIFICATE REQUEST-----\nMOCK\n-----END CERTIFICATE REQUEST-----\n"
         out.setdefault("arn", f"arn:aws:mock:{self.region}:{ACCOUNT}:{args.name}")
-        self.resources.append(Registration(t, args.name, inputs, out, args.provider or "", "", rid))
+        self.resources.append(Registration(t, args.name, inputs, out, args.provider or "", "", rid, secrets))
         return rid, out
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -173,6 +211,10 @@ class Run:
         return found[0]
 
 
+LAST: Recorder | None = None
+"""The mocks of the latest run, kept so a test can look at what a failed run registered."""
+
+
 def run(stack: str = "dev", base: str | None = None, **overrides: Any) -> Run:
     """Run __main__.py for ``stack`` with config from ``base``'s stack file (default: the stack's own)
     and overrides given as camelCase settings (``webCount=3``) or full keys (``aws:region``)."""
@@ -181,15 +223,21 @@ def run(stack: str = "dev", base: str | None = None, **overrides: Any) -> Run:
         config[key if ":" in key else f"{PROJECT}:{key}"] = value
     region = str(config.get("aws:region", "us-east-1"))
     mocks = Recorder(region=region)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh root Stack resource named after this stack
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks))
     pulumi.runtime.set_all_config({k: _as_config_string(v) for k, v in config.items()})
     namespace: dict[str, Any] = {}
+    global LAST
+    LAST = mocks
 
     @pulumi.runtime.test
     def program() -> None:
         namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
 
-    program()
+    try:
+        program()
+    finally:
+        mocks.finish()
     return Run(mocks, namespace)
 
 

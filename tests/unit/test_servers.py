@@ -1,0 +1,139 @@
+"""Instances: hardening, placement, IAM least privilege, user-data without secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from components import plan
+from components.servers import architecture
+from tests.unit.harness import Run, run
+
+SECRET = re.compile(r"PRIVATE KEY|password\s*[=:]|aws_secret_access_key|BEGIN RSA|BEGIN EC", re.IGNORECASE)
+
+
+def instances(r: Run, role: str | None = None) -> list:
+    found = r.of_type("aws:ec2/instance:Instance")
+    return [i for i in found if role is None or i.name.split("-")[1] == role]
+
+
+def test_counts_per_role(stack_run: Run) -> None:
+    s = stack_run.namespace["settings"]
+    assert len(instances(stack_run, "lb")) == 1
+    assert len(instances(stack_run, "web")) == s.web_count
+    assert len(instances(stack_run, "app")) == s.app_count
+
+
+def test_every_instance_is_hardened(stack_run: Run) -> None:
+    for inst in instances(stack_run):
+        meta = inst.inputs["metadataOptions"]
+        assert meta["httpTokens"] == "required" and meta["httpPutResponseHopLimit"] == 1, inst.name
+        root = inst.inputs["rootBlockDevice"]
+        assert root["encrypted"] is True and root["volumeType"] == "gp3", inst.name
+        assert inst.inputs["userDataReplaceOnChange"] is True
+        assert inst.inputs["associatePublicIpAddress"] is False
+        assert inst.inputs["iamInstanceProfile"]
+        assert inst.inputs["ami"].startswith("ami-ubuntu-")
+
+
+def test_private_roles_sit_in_private_subnets_and_only_the_lb_has_an_eip(stack_run: Run) -> None:
+    tier_of = {s.id: s.inputs["tags"]["tier"] for s in stack_run.of_type("aws:ec2/subnet:Subnet")}
+    for inst in instances(stack_run):
+        role = inst.name.split("-")[1]
+        assert tier_of[inst.inputs["subnetId"]] == ("public" if role == "lb" else role)
+    eips = [e for e in stack_run.of_type("aws:ec2/eip:Eip") if "instance" in e.inputs]
+    assert [e.inputs["instance"] for e in eips] == [i.id for i in instances(stack_run, "lb")]
+
+
+def test_servers_spread_over_azs_with_planned_addresses(runs: dict[str, Run]) -> None:
+    r = runs["prod"]
+    s = r.namespace["settings"]
+    az_of = {x.id: x.inputs["availabilityZone"] for x in r.of_type("aws:ec2/subnet:Subnet")}
+    for role in ("web", "app"):
+        placed = [az_of[i.inputs["subnetId"]] for i in instances(r, role)]
+        assert len(set(placed)) == min(len(placed), s.az_count)
+        for n, inst in enumerate(sorted(instances(r, role), key=lambda i: int(i.name.rsplit("-", 1)[1]))):
+            assert inst.inputs["privateIp"] == plan.server_address(s.vpc_cidr, role, n, s.az_count)
+
+
+def test_user_data_has_no_secret_and_fits(stack_run: Run) -> None:
+    for inst in instances(stack_run):
+        data = inst.inputs["userData"]
+        assert data.startswith("#cloud-config")
+        assert not SECRET.search(data), inst.name
+        assert len(data.encode()) < 16384
+    # ... and the keys really exist somewhere else: SSM SecureString parameters.
+    keys = [p for p in stack_run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].endswith("/tls-key")]
+    assert {p.inputs["type"] for p in keys} == {"SecureString"} and len(keys) == 3
+
+
+def test_lb_user_data_lists_the_planned_backends(runs: dict[str, Run]) -> None:
+    r = runs["prod"]
+    s = r.namespace["settings"]
+    (lb,) = instances(r, "lb")
+    for role, count in (("web", s.web_count), ("app", s.app_count)):
+        for n in range(count):
+            assert plan.server_address(s.vpc_cidr, role, n, s.az_count) in lb.inputs["userData"]
+
+
+def policies_of(r: Run, role: str) -> list[dict]:
+    roles = {x.outputs["name"]: x.name for x in r.of_type("aws:iam/role:Role")}
+    docs = []
+    for pol in r.of_type("aws:iam/rolePolicy:RolePolicy"):
+        if roles.get(pol.inputs["role"], "").startswith(f"foobar-{role}-"):
+            docs.append(json.loads(pol.inputs["policy"]))
+    return docs
+
+
+@pytest.mark.parametrize("role", ["lb", "web", "app"])
+def test_each_role_reads_only_its_own_parameters(stack_run: Run, role: str) -> None:
+    stack = stack_run.namespace["settings"].stack
+    statements = [st for doc in policies_of(stack_run, role) for st in doc["Statement"]]
+    ssm = [st for st in statements if any(str(a).startswith("ssm:") for a in _list(st["Action"]))]
+    resources = [res for st in ssm for res in _list(st["Resource"])]
+    assert resources and all(f":parameter/foobar/{stack}/{role}" in res for res in resources)
+    assert all(st["Effect"] == "Allow" and "*" not in _list(st["Action"]) for st in statements)
+    actions = {a for st in statements for a in _list(st["Action"])}
+    assert ("acm:ExportCertificate" in actions) == (role == "lb" and stack_run.namespace["settings"].public_certificate == "acm")
+    assert ("secretsmanager:GetSecretValue" in actions) == (role == "app")
+
+
+def test_lb_exports_only_its_own_certificate(runs: dict[str, Run]) -> None:
+    r = runs["prod"]
+    (cert,) = r.of_type("aws:acm/certificate:Certificate")
+    st = [s for d in policies_of(r, "lb") for s in d["Statement"] if s["Action"] == "acm:ExportCertificate"]
+    assert [s["Resource"] for s in st] == [cert.outputs["arn"]]
+
+
+def test_app_reads_only_the_database_secret(runs: dict[str, Run]) -> None:
+    r = runs["dev"]
+    secret = r.namespace["site"].outputs["dbSecretArn"]
+    from tests.unit.harness import resolve
+
+    arn = resolve(secret)
+    st = [s for d in policies_of(r, "app") for s in d["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
+    assert [s["Resource"] for s in st] == [arn] and arn.startswith("arn:aws:secretsmanager:")
+
+
+def _list(x: object) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+def test_graviton_types_get_arm_images() -> None:
+    assert architecture("t4g.micro") == "arm64" and architecture("c7gn.large") == "arm64"
+    assert architecture("t3.micro") == "amd64" and architecture("m7i.large") == "amd64"
+    r = run("dev", appInstanceType="m7g.large")
+    (app,) = instances(r, "app")
+    assert app.inputs["ami"] == "ami-ubuntu-arm64"
+    assert any("arm64" in str(args) for token, args in r.mocks.invokes if token == "aws:ec2/getAmi:getAmi")
+
+
+def test_servers_never_wait_for_the_database(stack_run: Run) -> None:
+    """No instance input is an RDS output: instances are created while RDS is still building."""
+    db_values = set()
+    for db in stack_run.of_type("aws:rds/instance:Instance"):
+        db_values |= {db.outputs["address"], db.outputs["identifier"], db.id}
+    for inst in instances(stack_run):
+        assert not any(v in json.dumps(inst.inputs) for v in db_values), inst.name
