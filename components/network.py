@@ -23,6 +23,8 @@ class NetworkArgs:
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     subnet_ids: Mapping[plan.Tier, Sequence[pulumi.Input[str]]]
+    egress: dict[str, list[pulumi.Resource]]
+    """Per tier, the routes a server's first boot needs (package installs): wait for them."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("foobar:network:Network", name, None, opts)
@@ -55,7 +57,7 @@ class Network(pulumi.ComponentResource):
             subnet_ids[sub.tier].append(resource.id)
 
         public_rt = aws.ec2.RouteTable(f"{name}-public-rt", vpc_id=vpc.id, tags={"Name": "foobar-public"}, opts=child)
-        aws.ec2.Route(
+        public_default = aws.ec2.Route(
             f"{name}-public-default",
             route_table_id=public_rt.id,
             destination_cidr_block="0.0.0.0/0",
@@ -81,18 +83,20 @@ class Network(pulumi.ComponentResource):
             nat_ids.append(nat.id)
 
         # One private route table per AZ, so per-az NAT keeps traffic in its zone.
+        private_defaults: list[pulumi.Resource] = []
         for i in range(s.az_count):
             rt = aws.ec2.RouteTable(
                 f"{name}-private-rt-{i}", vpc_id=vpc.id, tags={"Name": f"foobar-private-{i}"}, opts=child
             )
             if nat_ids:
-                aws.ec2.Route(
+                route = aws.ec2.Route(
                     f"{name}-private-default-{i}",
                     route_table_id=rt.id,
                     destination_cidr_block="0.0.0.0/0",
                     nat_gateway_id=nat_ids[i % len(nat_ids)],
                     opts=child,
                 )
+                private_defaults.append(route)
             for tier in ("web", "app"):
                 aws.ec2.RouteTableAssociation(
                     f"{name}-{tier}-{i}", subnet_id=subnet_ids[tier][i], route_table_id=rt.id, opts=child
@@ -157,6 +161,7 @@ class Network(pulumi.ComponentResource):
 
         self.vpc_id = vpc.id
         self.subnet_ids = subnet_ids
+        self.egress = {"public": [public_default], "web": private_defaults, "app": private_defaults}
         self.register_outputs(
             {
                 "vpcId": vpc.id,

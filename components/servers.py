@@ -92,6 +92,8 @@ class ServersArgs:
     """Further policy statements for this role only (ACM export, the database secret)."""
     public: bool = False
     """Give each server an Elastic IP (the load balancer)."""
+    wait_for: Sequence[pulumi.Resource] = ()
+    """Resources a first boot needs (the default route out), so cloud-init can install packages."""
 
 
 class Servers(pulumi.ComponentResource):
@@ -164,7 +166,9 @@ class Servers(pulumi.ComponentResource):
                 user_data_replace_on_change=True,
                 tags={"Name": f"foobar-{args.role}-{i}"},
                 # A new AMI release must not replace running servers on the next `pulumi up`.
-                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, ignore_changes=["ami"]),
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.provider, ignore_changes=["ami"], depends_on=list(args.wait_for)
+                ),
             )
             self.instance_ids.append(instance.id)
             self.private_ips.append(instance.private_ip)

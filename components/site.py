@@ -102,6 +102,7 @@ class Site(pulumi.ComponentResource):
                 account=account,
                 root_volume_gib=s.root_volume_gib,
                 provider=providers[role],
+                wait_for=network.egress[tier],
                 **kw,  # type: ignore[arg-type]
             )
 

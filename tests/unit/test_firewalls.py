@@ -83,7 +83,9 @@ def test_registered_rules_are_exactly_the_table(stack_run: Run) -> None:
     names = group_names(stack_run)
     got = set()
     for rule in registered_rules(stack_run):
-        peer = names[str(rule["referencedSecurityGroupId"])] if rule.get("referencedSecurityGroupId") else rule["cidrIpv4"]
+        peer = (
+            names[str(rule["referencedSecurityGroupId"])] if rule.get("referencedSecurityGroupId") else rule["cidrIpv4"]
+        )
         assert rule["fromPort"] == rule["toPort"]
         got.add((names[str(rule["securityGroupId"])], rule["direction"], rule["fromPort"], peer, rule["description"]))
     assert got == {(r.group, r.direction, r.port, r.peer, r.description) for r in RULES}

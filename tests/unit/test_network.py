@@ -104,7 +104,11 @@ def test_flow_logs_with_retention(stack_run: Run) -> None:
     (flow,) = stack_run.of_type("aws:ec2/flowLog:FlowLog")
     (vpc,) = stack_run.of_type("aws:ec2/vpc:Vpc")
     assert flow.inputs["vpcId"] == vpc.id and flow.inputs["trafficType"] == "ALL"
-    group = next(g for g in stack_run.of_type("aws:cloudwatch/logGroup:LogGroup") if g.outputs["arn"] == flow.inputs["logDestination"])
+    group = next(
+        g
+        for g in stack_run.of_type("aws:cloudwatch/logGroup:LogGroup")
+        if g.outputs["arn"] == flow.inputs["logDestination"]
+    )
     assert group.inputs["retentionInDays"] == s.log_retention_days
 
 

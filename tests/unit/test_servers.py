@@ -96,7 +96,9 @@ def test_each_role_reads_only_its_own_parameters(stack_run: Run, role: str) -> N
     assert resources and all(f":parameter/foobar/{stack}/{role}" in res for res in resources)
     assert all(st["Effect"] == "Allow" and "*" not in _list(st["Action"]) for st in statements)
     actions = {a for st in statements for a in _list(st["Action"])}
-    assert ("acm:ExportCertificate" in actions) == (role == "lb" and stack_run.namespace["settings"].public_certificate == "acm")
+    assert ("acm:ExportCertificate" in actions) == (
+        role == "lb" and stack_run.namespace["settings"].public_certificate == "acm"
+    )
     assert ("secretsmanager:GetSecretValue" in actions) == (role == "app")
 
 
@@ -137,3 +139,14 @@ def test_servers_never_wait_for_the_database(stack_run: Run) -> None:
         db_values |= {db.outputs["address"], db.outputs["identifier"], db.id}
     for inst in instances(stack_run):
         assert not any(v in json.dumps(inst.inputs) for v in db_values), inst.name
+
+
+def test_servers_boot_after_their_way_out_exists(runs: dict[str, Run]) -> None:
+    """cloud-init installs packages at first boot: the instance must wait for its default route."""
+    r = runs["prod"]
+    routes = {x.urn: x for x in r.of_type("aws:ec2/route:Route")}
+    for inst in instances(r):
+        waited = [routes[u] for u in inst.dependencies if u in routes]
+        assert waited, inst.name
+        role = inst.name.split("-")[1]
+        assert all(("gatewayId" in x.inputs) == (role == "lb") for x in waited)

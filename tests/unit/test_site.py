@@ -137,7 +137,9 @@ def test_with_a_hosted_zone_records_are_written_and_validated() -> None:
     assert validation.inputs["validationRecordFqdns"] == ["_x1.www.foobar.com."]
     domain = records["foobar-domain"]
     (eip,) = [e for e in r.of_type("aws:ec2/eip:Eip") if "instance" in e.inputs]
-    assert domain["name"] == "www.foobar.com" and domain["type"] == "A" and domain["records"] == [eip.outputs["publicIp"]]
+    assert (
+        domain["name"] == "www.foobar.com" and domain["type"] == "A" and domain["records"] == [eip.outputs["publicIp"]]
+    )
     assert all(x.inputs["zoneId"] == "Z0123456789ABC" for x in r.of_type("aws:route53/record:Record"))
 
 

@@ -1,0 +1,46 @@
+"""Writes the generated parts of README.md (settings and firewall tables); `--check` fails if stale.
+
+Usage: python scripts/readme.py [--check]
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from components.firewalls import RULES  # noqa: E402
+from scripts.settings_table import table  # noqa: E402
+
+
+def firewall_table() -> str:
+    rows = ["| group | direction | port | peer | why |", "| --- | --- | --- | --- | --- |"]
+    for r in RULES:
+        peer = f"{r.peer} group" if r.peer_is_group else r.peer
+        rows.append(f"| {r.group} | {r.direction} | {r.protocol}/{r.port} | {peer} | {r.description} |")
+    return "\n".join(rows)
+
+
+def render(text: str) -> str:
+    for name, body in (("settings", table()), ("firewalls", firewall_table())):
+        text = re.sub(
+            rf"<!-- {name}:start -->.*?<!-- {name}:end -->",
+            lambda _m, n=name, b=body: f"<!-- {n}:start -->\n{b}\n<!-- {n}:end -->",
+            text,
+            flags=re.S,
+        )
+    return text
+
+
+if __name__ == "__main__":
+    readme = ROOT / "README.md"
+    current = readme.read_text()
+    wanted = render(current)
+    if "--check" in sys.argv:
+        if current != wanted:
+            sys.exit("README.md is stale: run python scripts/readme.py")
+    else:
+        readme.write_text(wanted)
