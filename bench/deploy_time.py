@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.unit.harness import Registration, Run, run  # noqa: E402
+from tests.unit.harness import Registration, Run, run
 
 # Typical creation times in seconds (DESIGN.md section 9, public apply logs); the rest take ~3 s.
 SECONDS = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.settings import ALLOWED, declared  # noqa: E402
+from components.settings import ALLOWED, declared
 
 
 def table() -> str:

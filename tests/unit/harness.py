@@ -64,7 +64,7 @@ class Registration:
 class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
     """The stock mock monitor, plus what it drops: parent, protect and dependencies of each resource."""
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         deps = set(request.dependencies)
         for prop in request.propertyDependencies.values():

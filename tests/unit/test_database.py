@@ -32,7 +32,7 @@ def test_database_lives_in_the_isolated_subnets(stack_run: Run) -> None:
     (group,) = stack_run.of_type("aws:rds/subnetGroup:SubnetGroup")
     db_subnets = {s.id for s in stack_run.of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["tier"] == "db"}
     assert set(group.inputs["subnetIds"]) == db_subnets
-    primary, replica = dbs(stack_run)
+    primary, _ = dbs(stack_run)
     assert primary.inputs["dbSubnetGroupName"] == group.outputs["name"]  # type: ignore[attr-defined]
 
 
