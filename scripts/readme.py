@@ -26,12 +26,8 @@ def firewall_table() -> str:
 
 def render(text: str) -> str:
     for name, body in (("settings", table()), ("firewalls", firewall_table())):
-        text = re.sub(
-            rf"<!-- {name}:start -->.*?<!-- {name}:end -->",
-            lambda _m, n=name, b=body: f"<!-- {n}:start -->\n{b}\n<!-- {n}:end -->",
-            text,
-            flags=re.S,
-        )
+        block = f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->"
+        text = re.sub(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", lambda _m, b=block: b, text, flags=re.S)
     return text
 
 

@@ -69,7 +69,7 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         deps = set(request.dependencies)
         for prop in request.propertyDependencies.values():
             deps |= set(prop.urns)
-        mocks: Recorder = self.mocks
+        mocks: Recorder = self.mocks  # type: ignore[assignment]
         mocks.meta[(request.type, request.name)] = (response.urn, request.parent, request.protect, sorted(deps))
         return response
 

@@ -38,12 +38,12 @@ def reachability(r: Run) -> set[tuple[str, str, int]]:
     """
     names = group_names(r)
     rules = registered_rules(r)
-    vpc = ipaddress.ip_network(r.of_type("aws:ec2/vpc:Vpc")[0].inputs["cidrBlock"])
+    vpc = ipaddress.IPv4Network(r.of_type("aws:ec2/vpc:Vpc")[0].inputs["cidrBlock"])
 
     def allows(rule: dict[str, object], peer: str) -> bool:
         if rule.get("referencedSecurityGroupId"):
             return names[str(rule["referencedSecurityGroupId"])] == peer
-        cidr = ipaddress.ip_network(str(rule["cidrIpv4"]))
+        cidr = ipaddress.IPv4Network(str(rule["cidrIpv4"]))
         if peer == "internet":
             return not cidr.is_private or cidr.prefixlen == 0
         return vpc.subnet_of(cidr)

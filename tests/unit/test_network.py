@@ -19,7 +19,7 @@ def subnets_by_tier(r: Run) -> dict[str, list[dict[str, object]]]:
 
 def route_tables_of(r: Run) -> dict[str, list[dict[str, object]]]:
     """subnet resource id -> routes of its table."""
-    tables = {t.id: [] for t in r.of_type("aws:ec2/routeTable:RouteTable")}
+    tables: dict[str, list[dict[str, object]]] = {t.id: [] for t in r.of_type("aws:ec2/routeTable:RouteTable")}
     for route in r.of_type("aws:ec2/route:Route"):
         tables[route.inputs["routeTableId"]].append(route.inputs)
     subnet_ids = {s.name: s.id for s in r.of_type("aws:ec2/subnet:Subnet")}
@@ -63,7 +63,7 @@ def test_subnets_per_tier_and_az(stack_run: Run) -> None:
         assert sorted(str(x["availabilityZone"]) for x in subs) == sorted(s.azs), tier
         assert all(x["mapPublicIpOnLaunch"] is False for x in subs)
         for x in subs:
-            assert ipaddress.ip_network(str(x["cidrBlock"])).subnet_of(ipaddress.ip_network(s.vpc_cidr))
+            assert ipaddress.IPv4Network(str(x["cidrBlock"])).subnet_of(ipaddress.IPv4Network(s.vpc_cidr))
 
 
 def test_routes_per_tier(stack_run: Run) -> None:

@@ -73,7 +73,8 @@ def test_lb_user_data_lists_the_planned_backends(runs: dict[str, Run]) -> None:
     r = runs["prod"]
     s = r.namespace["settings"]
     (lb,) = instances(r, "lb")
-    for role, count in (("web", s.web_count), ("app", s.app_count)):
+    counts: dict[plan.Tier, int] = {"web": s.web_count, "app": s.app_count}
+    for role, count in counts.items():
         for n in range(count):
             assert plan.server_address(s.vpc_cidr, role, n, s.az_count) in lb.inputs["userData"]
 

@@ -142,7 +142,7 @@ def test_region_with_too_few_zones_stops_the_program() -> None:
     import pulumi
 
     with pytest.raises(pulumi.RunError, match="foobar:azCount"):
-        run("dev", **{"aws:region": "xx-tiny-1", "azCount": 3})
+        run("dev", None, **{"aws:region": "xx-tiny-1", "azCount": 3})
 
 
 def test_expiry_of_ephemeral_stacks() -> None:
