@@ -5,7 +5,6 @@ Usage: python scripts/readme.py [--check]
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -27,7 +26,8 @@ def firewall_table() -> str:
 def render(text: str) -> str:
     for name, body in (("settings", table()), ("firewalls", firewall_table())):
         block = f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->"
-        text = re.sub(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", lambda _m, b=block: b, text, flags=re.S)
+        start, end = text.index(f"<!-- {name}:start -->"), text.index(f"<!-- {name}:end -->")
+        text = text[:start] + block + text[end + len(f"<!-- {name}:end -->") :]
     return text
 
 
