@@ -1,0 +1,470 @@
+"""Monitoring, the central side: log groups with retention, the alarm topic, alarms and a dashboard.
+
+The agents on the servers (userdata/agent.py) write into the log groups created here and emit the
+metrics in ``userdata.agent.METRICS``; every alarm and dashboard widget uses one of those or an AWS
+metric listed in ``AWS_METRICS``. The alarm topic is encrypted with a customer-managed KMS key:
+CloudWatch cannot publish to a topic encrypted with the AWS-managed ``alias/aws/sns`` key, because
+that key's policy can't grant ``cloudwatch.amazonaws.com`` the use of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import LOG_RETENTION_DAYS
+from userdata.agent import (
+    HAPROXY_BACKENDS,
+    HAPROXY_FRONTEND,
+    NAMESPACE,
+    ROLES,
+    log_group_names,
+)
+
+AWS_METRICS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("AWS/EC2", "CPUUtilization"): ("InstanceId",),
+    ("AWS/EC2", "StatusCheckFailed"): ("InstanceId",),
+    ("AWS/RDS", "CPUUtilization"): ("DBInstanceIdentifier",),
+    ("AWS/RDS", "FreeStorageSpace"): ("DBInstanceIdentifier",),
+    ("AWS/RDS", "DatabaseConnections"): ("DBInstanceIdentifier",),
+    ("AWS/RDS", "ReplicaLag"): ("DBInstanceIdentifier",),
+    ("AWS/RDS", "ReadLatency"): ("DBInstanceIdentifier",),
+    ("AWS/RDS", "WriteLatency"): ("DBInstanceIdentifier",),
+}
+"""The AWS metrics (namespace, name) -> dimension names that alarms and the dashboard use."""
+
+PERIOD = 60
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+
+
+def dashboard_name(stack: str) -> str:
+    """Dashboard names allow letters, digits, '-' and '_' only."""
+    return "foobar-" + re.sub(r"[^A-Za-z0-9_-]", "-", stack)
+
+
+def alarm_prefix(stack: str) -> str:
+    return f"foobar-{stack}"
+
+
+@dataclass
+class MonitoringArgs:
+    stack: str
+    region: str
+    account: str
+    """AWS account id: the KMS key policy names it."""
+    log_retention_days: int
+    alarm_email: str
+    """E-mail subscribed to the alarm topic; empty means no subscription."""
+    instance_ids: Mapping[str, Sequence[pulumi.Input[str]]]
+    """Instance ids per role ("lb", "web", "app")."""
+    db_primary_identifier: pulumi.Input[str]
+    db_replica_identifier: pulumi.Input[str] | None
+    db_allocated_storage_gib: int
+    provider: pulumi.ProviderResource
+    """The provider tagged role=monitoring."""
+    partition: str = "aws"
+    log_group_prefix: str | None = None
+    """Defaults to /foobar/<stack>; must match what the agents were given."""
+    cpu_alarm_percent: float = 80.0
+    disk_alarm_percent: float = 85.0
+    db_connections_alarm: int = 50
+    """Alarm above this many connections; db.t4g.micro allows about 80."""
+    db_free_storage_alarm_ratio: float = 0.1
+    """Alarm when free storage falls below this share of the allocated storage."""
+    replica_lag_alarm_seconds: int = 60
+    lb_5xx_alarm_percent: float = 5.0
+
+    def validate(self) -> None:
+        """Bad input stops here with a message naming the argument."""
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+            raise ValueError(f"log_retention_days must be one of {allowed}; got {self.log_retention_days!r}")
+        if self.alarm_email and not _EMAIL.match(self.alarm_email):
+            raise ValueError(f"alarm_email must be empty or an e-mail address; got {self.alarm_email!r}")
+        unknown = set(self.instance_ids) - set(ROLES)
+        if unknown:
+            raise ValueError(f"instance_ids has unknown roles {sorted(unknown)}; allowed: {', '.join(ROLES)}")
+        for role in ROLES:
+            if not self.instance_ids.get(role):
+                raise ValueError(f"instance_ids[{role!r}] must list at least one instance id")
+        if not re.match(r"^\d{12}$", self.account):
+            raise ValueError(f"account must be a 12-digit AWS account id; got {self.account!r}")
+        if self.db_allocated_storage_gib < 20:
+            raise ValueError(f"db_allocated_storage_gib must be at least 20; got {self.db_allocated_storage_gib}")
+
+
+def _metric(namespace: str, name: str, dimensions: Mapping[str, str], **options: Any) -> list[Any]:
+    """A dashboard metric row: [namespace, name, dim, value, ..., {options}]."""
+    row: list[Any] = [namespace, name]
+    for key, value in dimensions.items():
+        row += [key, value]
+    if options:
+        row.append(options)
+    return row
+
+
+def _widget(title: str, metrics: list[list[Any]], region: str, *, stat: str = "Average", **props: Any) -> dict:
+    return {
+        "type": "metric",
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": title,
+            "view": "timeSeries",
+            "region": region,
+            "period": PERIOD,
+            "stat": stat,
+            "metrics": metrics,
+            **props,
+        },
+    }
+
+
+def _lb(stack: str, **extra: str) -> dict[str, str]:
+    return {"Stack": stack, "Role": "lb", **extra}
+
+
+def dashboard_body(
+    stack: str,
+    region: str,
+    instance_ids: Mapping[str, Sequence[str]],
+    db_primary: str,
+    db_replica: str | None,
+) -> dict[str, Any]:
+    """The dashboard: QPS, latency and errors per tier, backend health, hosts and the database."""
+    ns = NAMESPACE
+    fe = HAPROXY_FRONTEND
+    qps: list[list[Any]] = [
+        _metric(ns, "haproxy_frontend_http_requests_total", _lb(stack, proxy=fe), id="lb", visible=False),
+        [{"expression": "lb / PERIOD(lb)", "label": "lb (all requests)", "id": "qlb"}],
+    ]
+    for tier in ("web", "app"):
+        qps.append(
+            _metric(ns, "nginx_http_requests_total", {"Stack": stack, "Role": tier}, id=f"n{tier}", visible=False)
+        )
+        qps.append([{"expression": f"n{tier} / PERIOD(n{tier})", "label": f"{tier} (nginx)", "id": f"q{tier}"}])
+    latency = [
+        _metric(ns, "haproxy_backend_response_time_average_seconds", _lb(stack, proxy=be), label=tier)
+        for tier, be in HAPROXY_BACKENDS.items()
+    ]
+    errors = [_metric(ns, "haproxy_frontend_http_responses_total", _lb(stack, proxy=fe, code="5xx"), label="lb")]
+    errors += [
+        _metric(ns, "haproxy_backend_http_responses_total", _lb(stack, proxy=be, code="5xx"), label=tier)
+        for tier, be in HAPROXY_BACKENDS.items()
+    ]
+    rate = [
+        _metric(ns, "haproxy_frontend_http_responses_total", _lb(stack, proxy=fe, code="5xx"), id="e", visible=False),
+        _metric(ns, "haproxy_frontend_http_requests_total", _lb(stack, proxy=fe), id="r", visible=False),
+        [{"expression": "IF(r > 0, 100 * FILL(e, 0) / r, 0)", "label": "5xx % of requests", "id": "pct"}],
+    ]
+    health: list[list[Any]] = []
+    for tier, be in HAPROXY_BACKENDS.items():
+        health.append(_metric(ns, "haproxy_backend_active_servers", _lb(stack, proxy=be), label=f"{tier} up"))
+        health.append(
+            _metric(ns, "haproxy_server_status", _lb(stack, proxy=be, state="DOWN"), label=f"{tier} down", stat="Sum")
+        )
+    conns = [
+        _metric(ns, "nginx_connections_active", {"Stack": stack, "Role": t}, label=t, stat="Sum")
+        for t in ("web", "app")
+    ]
+    hosts = [(role, iid) for role in ROLES for iid in instance_ids.get(role, ())]
+    cpu = [_metric("AWS/EC2", "CPUUtilization", {"InstanceId": i}, label=f"{r} {i}") for r, i in hosts]
+    mem = [_metric(ns, "mem_used_percent", {"InstanceId": i}, label=f"{r} {i}") for r, i in hosts]
+    disk = [_metric(ns, "disk_used_percent", {"InstanceId": i}, label=f"{r} {i}") for r, i in hosts]
+    dbs = [("primary", db_primary)] + ([("replica", db_replica)] if db_replica else [])
+
+    def db(name: str, **options: Any) -> list[list[Any]]:
+        return [_metric("AWS/RDS", name, {"DBInstanceIdentifier": i}, label=w, **options) for w, i in dbs]
+
+    widgets = [
+        {
+            "type": "text",
+            "width": 24,
+            "height": 2,
+            "properties": {
+                "markdown": f"## foobar {stack}\nQPS = SUM(request counter) / PERIOD: the agents store the "
+                "counter's increase per scrape. Alarms go to the SNS topic "
+                f"`{alarm_prefix(stack)}-alarms`."
+            },
+        },
+        _widget("Requests per second (QPS) per tier", qps, region, stat="Sum"),
+        _widget("Backend response time, seconds (HAProxy)", latency, region),
+        _widget("5xx responses per minute", errors, region, stat="Sum"),
+        _widget("Load balancer 5xx rate, %", rate, region, stat="Sum"),
+        _widget("Backend servers up / down", health, region, stat="Minimum"),
+        _widget("nginx active connections", conns, region),
+        _widget("CPU % per instance", cpu, region),
+        _widget("Memory used % per instance", mem, region),
+        _widget("Root disk used % per instance", disk, region),
+        _widget("Database CPU %", db("CPUUtilization"), region),
+        _widget("Database connections", db("DatabaseConnections"), region, stat="Maximum"),
+        _widget("Database free storage, bytes", db("FreeStorageSpace"), region, stat="Minimum"),
+        _widget("Database read / write latency, seconds", db("ReadLatency") + db("WriteLatency"), region),
+    ]
+    if db_replica:
+        lag = [_metric("AWS/RDS", "ReplicaLag", {"DBInstanceIdentifier": db_replica}, label="replica")]
+        widgets.append(_widget("Replica lag, seconds", lag, region, stat="Maximum"))
+    return {"widgets": widgets}
+
+
+class Monitoring(pulumi.ComponentResource):
+    topic_arn: pulumi.Output[str]
+    dashboard_name: str
+    alarm_names: list[str]
+    log_groups: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("foobar:monitoring:Monitoring", name, None, opts)
+        args.validate()
+        s = args.stack
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        self.log_groups = {}
+        for (role, key), group in log_group_names(s, prefix=args.log_group_prefix).items():
+            lg = aws.cloudwatch.LogGroup(
+                f"{name}-{role}-{key}", name=group, retention_in_days=args.log_retention_days, opts=child
+            )
+            self.log_groups[group] = lg.arn
+
+        prefix = alarm_prefix(s)
+        kms_key = aws.kms.Key(
+            f"{name}-alarms-key",
+            description=f"foobar {s}: encrypts the alarm topic; CloudWatch may use it to publish",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            policy=json.dumps(_key_policy(args, prefix)),
+            opts=child,
+        )
+        aws.kms.Alias(
+            f"{name}-alarms-key-alias", name=f"alias/{prefix}-alarms", target_key_id=kms_key.key_id, opts=child
+        )
+        topic = aws.sns.Topic(f"{name}-alarms", name=f"{prefix}-alarms", kms_master_key_id=kms_key.arn, opts=child)
+        self.topic_arn = topic.arn
+        if args.alarm_email:
+            aws.sns.TopicSubscription(
+                f"{name}-alarms-email", topic=topic.arn, protocol="email", endpoint=args.alarm_email, opts=child
+            )
+
+        self.alarm_names = []
+
+        def alarm(suffix: str, description: str, **kw: Any) -> None:
+            alarm_name = f"{prefix}-{suffix}"
+            self.alarm_names.append(alarm_name)
+            kw.setdefault("period", PERIOD)
+            kw.setdefault("treat_missing_data", "missing")
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{suffix}",
+                name=alarm_name,
+                alarm_description=description,
+                alarm_actions=[topic.arn],
+                ok_actions=[topic.arn],
+                opts=child,
+                **kw,
+            )
+
+        def query(qid: str, metric: str, dims: Mapping[str, str], stat: str = "Sum") -> Any:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=qid,
+                return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=NAMESPACE, metric_name=metric, dimensions=dict(dims), period=PERIOD, stat=stat
+                ),
+            )
+
+        fe = HAPROXY_FRONTEND
+        alarm(
+            "lb-5xx-rate",
+            f"More than {args.lb_5xx_alarm_percent}% of the load balancer's answers are 5xx",
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.lb_5xx_alarm_percent,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            treat_missing_data="notBreaching",
+            metric_queries=[
+                query("e", "haproxy_frontend_http_responses_total", _lb(s, proxy=fe, code="5xx")),
+                query("r", "haproxy_frontend_http_requests_total", _lb(s, proxy=fe)),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="pct", expression="IF(r > 0, 100 * FILL(e, 0) / r, 0)", label="5xx %", return_data=True
+                ),
+            ],
+        )
+        for tier, be in HAPROXY_BACKENDS.items():
+            alarm(
+                f"{tier}-backend-down",
+                f"HAProxy has no healthy {tier} server: the {tier} tier is down",
+                namespace=NAMESPACE,
+                metric_name="haproxy_backend_active_servers",
+                dimensions=_lb(s, proxy=be),
+                statistic="Minimum",
+                comparison_operator="LessThanThreshold",
+                threshold=1,
+                evaluation_periods=2,
+            )
+            alarm(
+                f"{tier}-server-down",
+                f"At least one {tier} server fails HAProxy's health check",
+                namespace=NAMESPACE,
+                metric_name="haproxy_server_status",
+                dimensions=_lb(s, proxy=be, state="DOWN"),
+                statistic="Maximum",
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1,
+                evaluation_periods=3,
+                treat_missing_data="notBreaching",
+            )
+
+        for role in ROLES:
+            for i, iid in enumerate(args.instance_ids.get(role, ())):
+                alarm(
+                    f"{role}-{i}-status-check",
+                    f"{role} server {i} fails its EC2 status checks",
+                    namespace="AWS/EC2",
+                    metric_name="StatusCheckFailed",
+                    dimensions={"InstanceId": iid},
+                    statistic="Maximum",
+                    comparison_operator="GreaterThanOrEqualToThreshold",
+                    threshold=1,
+                    evaluation_periods=2,
+                    treat_missing_data="breaching",
+                )
+                alarm(
+                    f"{role}-{i}-cpu",
+                    f"{role} server {i} CPU above {args.cpu_alarm_percent}% for 5 minutes",
+                    namespace="AWS/EC2",
+                    metric_name="CPUUtilization",
+                    dimensions={"InstanceId": iid},
+                    statistic="Average",
+                    comparison_operator="GreaterThanThreshold",
+                    threshold=args.cpu_alarm_percent,
+                    evaluation_periods=5,
+                )
+                alarm(
+                    f"{role}-{i}-disk",
+                    f"{role} server {i} root disk above {args.disk_alarm_percent}% used",
+                    namespace=NAMESPACE,
+                    metric_name="disk_used_percent",
+                    dimensions={"InstanceId": iid},
+                    statistic="Maximum",
+                    comparison_operator="GreaterThanThreshold",
+                    threshold=args.disk_alarm_percent,
+                    evaluation_periods=5,
+                )
+
+        free_bytes = int(args.db_allocated_storage_gib * args.db_free_storage_alarm_ratio * 1024**3)
+        dbs: list[tuple[str, pulumi.Input[str]]] = [("db-primary", args.db_primary_identifier)]
+        if args.db_replica_identifier is not None:
+            dbs.append(("db-replica", args.db_replica_identifier))
+        for which, ident in dbs:
+            dims = {"DBInstanceIdentifier": ident}
+            alarm(
+                f"{which}-cpu",
+                f"{which} CPU above {args.cpu_alarm_percent}% for 5 minutes",
+                namespace="AWS/RDS",
+                metric_name="CPUUtilization",
+                dimensions=dims,
+                statistic="Average",
+                comparison_operator="GreaterThanThreshold",
+                threshold=args.cpu_alarm_percent,
+                evaluation_periods=5,
+            )
+            alarm(
+                f"{which}-free-storage",
+                f"{which} has less than {args.db_free_storage_alarm_ratio:.0%} of its allocated storage free",
+                namespace="AWS/RDS",
+                metric_name="FreeStorageSpace",
+                dimensions=dims,
+                statistic="Minimum",
+                comparison_operator="LessThanThreshold",
+                threshold=free_bytes,
+                evaluation_periods=3,
+            )
+            alarm(
+                f"{which}-connections",
+                f"{which} has more than {args.db_connections_alarm} connections",
+                namespace="AWS/RDS",
+                metric_name="DatabaseConnections",
+                dimensions=dims,
+                statistic="Maximum",
+                comparison_operator="GreaterThanThreshold",
+                threshold=args.db_connections_alarm,
+                evaluation_periods=3,
+            )
+        if args.db_replica_identifier is not None:
+            alarm(
+                "db-replica-lag",
+                f"The read replica is more than {args.replica_lag_alarm_seconds} s behind the primary",
+                namespace="AWS/RDS",
+                metric_name="ReplicaLag",
+                dimensions={"DBInstanceIdentifier": args.db_replica_identifier},
+                statistic="Maximum",
+                comparison_operator="GreaterThanThreshold",
+                threshold=args.replica_lag_alarm_seconds,
+                evaluation_periods=5,
+            )
+
+        self.dashboard_name = dashboard_name(s)
+        ids = {role: list(args.instance_ids.get(role, ())) for role in ROLES}
+        body = pulumi.Output.all(ids=ids, primary=args.db_primary_identifier, replica=args.db_replica_identifier).apply(
+            lambda v: json.dumps(
+                dashboard_body(s, args.region, v["ids"], v["primary"], v["replica"]), separators=(",", ":")
+            )
+        )
+        aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=self.dashboard_name, dashboard_body=body, opts=child
+        )
+
+        self.register_outputs(
+            {
+                "alarmTopicArn": self.topic_arn,
+                "dashboardName": self.dashboard_name,
+                "alarmNames": self.alarm_names,
+                "logGroups": sorted(self.log_groups),
+            }
+        )
+
+
+def _key_policy(args: MonitoringArgs, prefix: str) -> dict[str, Any]:
+    """The account administers the key; CloudWatch may use it only for this stack's alarms."""
+    account, partition = args.account, args.partition
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{partition}:cloudwatch:{args.region}:{account}:alarm:{prefix}-*"
+                    },
+                },
+            },
+        ],
+    }
+
+
+def sumo_token_statement(*, partition: str, region: str, account: str, parameter: str) -> dict[str, object]:
+    """The policy statement each role needs to read the Sumo Logic installation token at boot."""
+    name = parameter if parameter.startswith("/") else f"/{parameter}"
+    return {
+        "Sid": "ReadSumoInstallationToken",
+        "Effect": "Allow",
+        "Action": "ssm:GetParameter",
+        "Resource": f"arn:{partition}:ssm:{region}:{account}:parameter{name}",
+    }

@@ -1,0 +1,5 @@
+import sys
+
+from local.site import main
+
+sys.exit(main())

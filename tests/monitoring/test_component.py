@@ -1,0 +1,207 @@
+"""The Monitoring component under Pulumi mocks: alarms, topic, log groups and dashboard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from components.monitoring import AWS_METRICS, Monitoring, MonitoringArgs, dashboard_name
+from tests.unit.harness import Recorder
+from userdata import agent
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+KNOWN = {(m.namespace, m.name): m.dimensions for role in agent.ROLES for m in agent.METRICS[role]} | AWS_METRICS
+
+
+def _build(replica: bool = True, email: str = "ops@example.com") -> Recorder:
+    mocks = Recorder(region="eu-west-1")
+    pulumi.runtime.set_mocks(mocks, project="foobar", stack="dev", preview=False)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        provider = aws.Provider("aws-monitoring", region="eu-west-1")
+        Monitoring(
+            "mon",
+            MonitoringArgs(
+                stack="dev",
+                region="eu-west-1",
+                account="123456789012",
+                log_retention_days=7,
+                alarm_email=email,
+                instance_ids={
+                    "lb": [pulumi.Output.from_input("i-lb0")],
+                    "web": [pulumi.Output.from_input("i-web0"), pulumi.Output.from_input("i-web1")],
+                    "app": [pulumi.Output.from_input("i-app0")],
+                },
+                db_primary_identifier=pulumi.Output.from_input("db-primary-x"),
+                db_replica_identifier=pulumi.Output.from_input("db-replica-x") if replica else None,
+                db_allocated_storage_gib=20,
+                provider=provider,
+            ),
+        )
+
+    program()
+    return mocks
+
+
+@pytest.fixture(scope="module")
+def mocks() -> Recorder:
+    return _build()
+
+
+def _of(mocks: Recorder, typ: str) -> list[Any]:
+    return [r for r in mocks.resources if r.type == typ]
+
+
+def _topic_arn(mocks: Recorder) -> str:
+    (topic,) = _of(mocks, "aws:sns/topic:Topic")
+    return topic.outputs["arn"]
+
+
+def test_every_alarm_notifies_the_topic(mocks: Recorder) -> None:
+    arn = _topic_arn(mocks)
+    alarms = _of(mocks, ALARM)
+    assert len(alarms) >= 10
+    for alarm in alarms:
+        assert alarm.inputs["alarmActions"] == [arn], alarm.name
+        assert alarm.inputs["okActions"] == [arn], alarm.name
+        assert alarm.inputs["name"].startswith("foobar-dev-")
+
+
+def test_every_alarm_metric_is_emitted(mocks: Recorder) -> None:
+    """Each alarm's metric is in METRICS (the agents) or AWS_METRICS, with exactly those dimensions."""
+    for alarm in _of(mocks, ALARM):
+        inputs = alarm.inputs
+        metrics = [q["metric"] for q in inputs.get("metricQueries", []) if "metric" in q]
+        if "metricName" in inputs:
+            metrics.append(inputs)
+        assert metrics, alarm.name
+        for m in metrics:
+            key = (m["namespace"], m["metricName"])
+            assert key in KNOWN, (alarm.name, key)
+            assert tuple(sorted(m["dimensions"])) == tuple(sorted(KNOWN[key])), (alarm.name, m["dimensions"])
+
+
+def test_the_alarms_the_design_asks_for(mocks: Recorder) -> None:
+    by_name = {a.inputs["name"]: a.inputs for a in _of(mocks, ALARM)}
+    rate = by_name["foobar-dev-lb-5xx-rate"]
+    assert [q["id"] for q in rate["metricQueries"] if q.get("returnData")] == ["pct"]
+    assert by_name["foobar-dev-web-backend-down"]["dimensions"]["proxy"] == agent.HAPROXY_BACKENDS["web"]
+    assert by_name["foobar-dev-app-server-down"]["dimensions"]["state"] == "DOWN"
+    for role, count in (("lb", 1), ("web", 2), ("app", 1)):
+        for i in range(count):
+            assert by_name[f"foobar-dev-{role}-{i}-status-check"]["metricName"] == "StatusCheckFailed"
+            assert by_name[f"foobar-dev-{role}-{i}-cpu"]["namespace"] == "AWS/EC2"
+    assert by_name["foobar-dev-web-1-cpu"]["dimensions"] == {"InstanceId": "i-web1"}
+    for which in ("primary", "replica"):
+        for what in ("cpu", "free-storage", "connections"):
+            assert by_name[f"foobar-dev-db-{which}-{what}"]["namespace"] == "AWS/RDS"
+    assert by_name["foobar-dev-db-replica-lag"]["dimensions"] == {"DBInstanceIdentifier": "db-replica-x"}
+    assert by_name["foobar-dev-db-primary-free-storage"]["threshold"] == pytest.approx(2 * 1024**3)
+
+
+def test_no_replica_means_no_replica_alarms() -> None:
+    mocks = _build(replica=False, email="")
+    names = {a.inputs["name"] for a in _of(mocks, ALARM)}
+    assert "foobar-dev-db-primary-cpu" in names
+    assert not any("replica" in n for n in names)
+    assert _of(mocks, "aws:sns/topicSubscription:TopicSubscription") == []
+
+
+def test_topic_is_encrypted_with_a_key_cloudwatch_may_use(mocks: Recorder) -> None:
+    (topic,) = _of(mocks, "aws:sns/topic:Topic")
+    (key,) = _of(mocks, "aws:kms/key:Key")
+    assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
+    assert key.inputs["enableKeyRotation"] is True
+    policy = json.loads(key.inputs["policy"])
+    cw = [s for s in policy["Statement"] if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cw and set(cw[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    (sub,) = _of(mocks, "aws:sns/topicSubscription:TopicSubscription")
+    assert sub.inputs["protocol"] == "email" and sub.inputs["endpoint"] == "ops@example.com"
+
+
+def test_log_groups_match_the_agents_and_have_retention(mocks: Recorder) -> None:
+    groups = {r.inputs["name"]: r.inputs for r in _of(mocks, "aws:cloudwatch/logGroup:LogGroup")}
+    assert set(groups) == set(agent.log_group_names("dev").values())
+    assert all(g["retentionInDays"] == 7 for g in groups.values())
+    for role in agent.ROLES:
+        config = agent.agent_config(role, "dev")
+        for entry in config["logs"]["logs_collected"]["files"]["collect_list"]:
+            assert entry["log_group_name"] in groups
+
+
+def test_children_use_the_given_provider(mocks: Recorder) -> None:
+    children = [r for r in mocks.resources if r.type.startswith("aws:")]
+    assert children
+    assert all("aws-monitoring" in r.provider for r in children), {r.name: r.provider for r in children}
+
+
+def _dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
+    found = []
+    for widget in body["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], dict):
+                assert "expression" in row[0]
+                continue
+            plain = [x for x in row if not isinstance(x, dict)]
+            ns, name, *dims = plain
+            assert len(dims) % 2 == 0
+            found.append((ns, name, dict(zip(dims[::2], dims[1::2], strict=True))))
+    return found
+
+
+def test_dashboard_parses_and_uses_only_emitted_metrics(mocks: Recorder) -> None:
+    (dash,) = _of(mocks, "aws:cloudwatch/dashboard:Dashboard")
+    assert dash.inputs["dashboardName"] == dashboard_name("dev") == "foobar-dev"
+    body = json.loads(dash.inputs["dashboardBody"])
+    metrics = _dashboard_metrics(body)
+    for ns, name, dims in metrics:
+        assert (ns, name) in KNOWN, (ns, name)
+        assert tuple(sorted(dims)) == tuple(sorted(KNOWN[(ns, name)])), (name, dims)
+    names = {name for _, name, _ in metrics}
+    # QPS, latency and errors per tier, and the database
+    assert {"haproxy_frontend_http_requests_total", "nginx_http_requests_total"} <= names
+    assert {"haproxy_backend_response_time_average_seconds", "haproxy_backend_http_responses_total"} <= names
+    assert {"ReplicaLag", "FreeStorageSpace", "DatabaseConnections"} <= names
+    roles = {d.get("Role") for _, n, d in metrics if n == "nginx_http_requests_total"}
+    assert roles == {"web", "app"}
+    cpu_ids = {d["InstanceId"] for _, n, d in metrics if n == "CPUUtilization" and "InstanceId" in d}
+    assert cpu_ids == {"i-lb0", "i-web0", "i-web1", "i-app0"}
+    expressions = [
+        row[0]["expression"]
+        for w in body["widgets"]
+        for row in w["properties"].get("metrics", [])
+        if isinstance(row[0], dict)
+    ]
+    assert "lb / PERIOD(lb)" in expressions
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("log_retention_days", 2, "log_retention_days"),
+        ("alarm_email", "not-an-email", "alarm_email"),
+        ("instance_ids", {"lb": ["i-1"], "web": [], "app": ["i-2"]}, "instance_ids"),
+        ("account", "123", "account"),
+    ],
+)
+def test_bad_arguments_are_named(field: str, value: Any, match: str) -> None:
+    args = MonitoringArgs(
+        stack="dev",
+        region="eu-west-1",
+        account="123456789012",
+        log_retention_days=7,
+        alarm_email="",
+        instance_ids={"lb": ["i-1"], "web": ["i-2"], "app": ["i-3"]},
+        db_primary_identifier="db",
+        db_replica_identifier=None,
+        db_allocated_storage_gib=20,
+        provider=None,  # type: ignore[arg-type]
+    )
+    setattr(args, field, value)
+    with pytest.raises(ValueError, match=match):
+        args.validate()
