@@ -78,6 +78,7 @@ ALLOWED: dict[str, str] = {
     "dbMonitoringInterval": "one of " + ", ".join(map(str, MONITORING_INTERVALS)),
     "logRetentionDays": "one of " + ", ".join(map(str, LOG_RETENTION_DAYS)),
     "alarmEmail": "empty, or an e-mail address",
+    "sumoTokenParameter": 'empty, or an SSM parameter name like "/foobar/prod/sumo-token"',
     "ephemeral": "true or false",
     "ttlHours": "an integer from 1 to 336",
     "expiresAt": "empty, or an RFC 3339 time with a zone, e.g. 2026-12-01T18:00:00Z, on an ephemeral stack",
@@ -115,6 +116,7 @@ class Settings(BaseModel):
     db_monitoring_interval: int = Field(alias="dbMonitoringInterval")
     log_retention_days: int = Field(alias="logRetentionDays")
     alarm_email: str = Field(alias="alarmEmail")
+    sumo_token_parameter: str = Field(alias="sumoTokenParameter", pattern=r"^$|^/?[A-Za-z0-9_.\-/]{1,1000}$")
     ephemeral: bool = Field(alias="ephemeral")
     ttl_hours: int = Field(alias="ttlHours", ge=1, le=336)
     expires_at: str = Field(alias="expiresAt")

@@ -12,6 +12,7 @@ from components import plan
 from components.certificates import Certificates, CertificatesArgs, param_path
 from components.database import Database, DatabaseArgs
 from components.firewalls import Firewalls, FirewallsArgs
+from components.monitoring import Monitoring, MonitoringArgs, sumo_token_statement
 from components.network import Network, NetworkArgs
 from components.servers import Servers, ServersArgs
 from components.settings import PROJECT, Settings
@@ -88,7 +89,17 @@ class Site(pulumi.ComponentResource):
                 **extra,  # type: ignore[arg-type]
             )
 
+        # With a Sumo Logic token configured, every role may read that one parameter at boot.
+        sumo: list[dict[str, object]] = []
+        if s.sumo_token_parameter:
+            sumo = [
+                sumo_token_statement(
+                    partition=partition, region=region, account=account, parameter=s.sumo_token_parameter
+                )
+            ]
+
         def server_args(role: str, count: int, instance_type: str, tier: plan.Tier, **kw: object) -> ServersArgs:
+            kw.setdefault("extra_statements", sumo)
             return ServersArgs(
                 role=role,
                 count=count,
@@ -122,7 +133,7 @@ class Site(pulumi.ComponentResource):
         )
 
         acm_arn = certs.acm_certificate_arn
-        lb_extra: pulumi.Input[list[dict[str, object]]] = []
+        lb_extra: pulumi.Input[list[dict[str, object]]] = sumo
         if acm_arn is not None:
             lb_extra = acm_arn.apply(
                 lambda arn: [
@@ -131,7 +142,8 @@ class Site(pulumi.ComponentResource):
                         "Effect": "Allow",
                         "Action": "acm:ExportCertificate",
                         "Resource": arn,
-                    }
+                    },
+                    *sumo,
                 ]
             )
 
@@ -200,6 +212,24 @@ class Site(pulumi.ComponentResource):
             opts=app_opts,
         )
 
+        monitoring = Monitoring(
+            f"{name}-monitoring",
+            MonitoringArgs(
+                stack=s.stack,
+                region=region,
+                account=account,
+                partition=partition,
+                log_retention_days=s.log_retention_days,
+                alarm_email=s.alarm_email,
+                instance_ids={"lb": lb.instance_ids, "web": web.instance_ids, "app": app.instance_ids},
+                db_primary_identifier=db.primary_identifier,
+                db_replica_identifier=db.replica_identifier,
+                db_allocated_storage_gib=s.db_allocated_storage_gib,
+                provider=providers["monitoring"],
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+
         lb_ip = lb.public_ips[0]
         if s.hosted_zone_id and s.public_certificate == "acm":
             aws.route53.Record(
@@ -226,6 +256,8 @@ class Site(pulumi.ComponentResource):
             "instanceIds": {"lb": lb.instance_ids, "web": web.instance_ids, "app": app.instance_ids},
             "securityGroupIds": firewalls.group_ids,
             "vpcId": network.vpc_id,
+            "alarmTopicArn": monitoring.topic_arn,
+            "dashboardName": monitoring.dashboard_name,
             "stack": s.stack,
             "ephemeral": s.ephemeral,
             "expiresAt": s.expiry() or "",

@@ -93,6 +93,7 @@ BAD = [
     ("hostedZoneId", "zone-1", {}),
     ("alarmEmail", "ops", {}),
     ("ttlHours", 0, {}),
+    ("sumoTokenParameter", "token with spaces", {}),
     ("expiresAt", "tomorrow", {"ephemeral": True}),
     ("expiresAt", "2026-12-01T18:00:00", {"ephemeral": True}),  # no zone
     ("expiresAt", "2026-12-01T18:00:00Z", {}),  # not ephemeral

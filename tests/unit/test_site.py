@@ -55,6 +55,7 @@ COMPONENTS = {
     "foobar:certificates:Certificates",
     "foobar:servers:Servers",
     "foobar:database:Database",
+    "foobar:monitoring:Monitoring",
 }
 
 
