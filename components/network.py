@@ -18,6 +18,7 @@ from components.settings import Settings
 class NetworkArgs:
     settings: Settings
     provider: pulumi.ProviderResource
+    region: str
 
 
 class Network(pulumi.ComponentResource):
@@ -84,10 +85,12 @@ class Network(pulumi.ComponentResource):
 
         # One private route table per AZ, so per-az NAT keeps traffic in its zone.
         private_defaults: list[pulumi.Resource] = []
+        private_tables: list[pulumi.Output[str]] = []
         for i in range(s.az_count):
             rt = aws.ec2.RouteTable(
                 f"{name}-private-rt-{i}", vpc_id=vpc.id, tags={"Name": f"foobar-private-{i}"}, opts=child
             )
+            private_tables.append(rt.id)
             if nat_ids:
                 route = aws.ec2.Route(
                     f"{name}-private-default-{i}",
@@ -101,6 +104,18 @@ class Network(pulumi.ComponentResource):
                 aws.ec2.RouteTableAssociation(
                     f"{name}-{tier}-{i}", subnet_id=subnet_ids[tier][i], route_table_id=rt.id, opts=child
                 )
+
+        # Servers fetch their code and site from S3 through a gateway endpoint: free, and it works
+        # without NAT too. The database subnets stay without it.
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{args.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[public_rt.id, *private_tables],
+            tags={"Name": f"foobar-{s.stack}-s3"},
+            opts=child,
+        )
 
         # The database subnets get a table with only the VPC-local route: no way out, ever.
         db_rt = aws.ec2.RouteTable(f"{name}-db-rt", vpc_id=vpc.id, tags={"Name": "foobar-db-isolated"}, opts=child)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from components import plan
+from components.artifacts import Artifacts, ArtifactsArgs
 from components.certificates import Certificates, CertificatesArgs, param_path
 from components.database import Database, DatabaseArgs
 from components.firewalls import Firewalls, FirewallsArgs
@@ -58,7 +60,14 @@ class Site(pulumi.ComponentResource):
         account = aws.get_caller_identity(opts=invoke).account_id
         partition = aws.get_partition(opts=invoke).partition
 
-        network = Network(f"{name}-network", NetworkArgs(s, providers["network"]), pulumi.ResourceOptions(parent=self))
+        network = Network(
+            f"{name}-network", NetworkArgs(s, providers["network"], region), pulumi.ResourceOptions(parent=self)
+        )
+        artifacts = Artifacts(
+            f"{name}-artifacts",
+            ArtifactsArgs(s, providers["network"], partition),
+            pulumi.ResourceOptions(parent=self),
+        )
         firewalls = Firewalls(
             f"{name}-firewalls",
             FirewallsArgs(vpc_id=network.vpc_id, providers=providers),
@@ -86,6 +95,7 @@ class Site(pulumi.ComponentResource):
                 param_path=param_path(s.stack, role),
                 index=index,
                 private_address=addresses[tier][index],
+                sumo_token_parameter=s.sumo_token_parameter,
                 **extra,  # type: ignore[arg-type]
             )
 
@@ -117,17 +127,44 @@ class Site(pulumi.ComponentResource):
                 **kw,  # type: ignore[arg-type]
             )
 
+        # Web and app servers fetch their content and code from S3; only its address and hash are in the user-data.
+        def fetching(role: str) -> Callable[[int], pulumi.Output[str]]:
+            archive = artifacts.archives[role]
+            kind = "site" if role == "web" else "app"
+
+            def user_data(i: int) -> pulumi.Output[str]:
+                return artifacts.url(role).apply(
+                    lambda url: cloud_config(
+                        values(role, i, **{f"{kind}_archive_url": url, f"{kind}_archive_sha256": archive.sha256})
+                    )
+                )
+
+            return user_data
+
+        def with_archive(role: str) -> pulumi.Output[list[dict[str, object]]]:
+            return artifacts.read_statement(role).apply(lambda st: [st, *sumo])
+
         web = Servers(
             f"{name}-web",
             server_args(
-                "web", s.web_count, s.web_instance_type, "web", user_data=lambda i: cloud_config(values("web", i))
+                "web",
+                s.web_count,
+                s.web_instance_type,
+                "web",
+                user_data=fetching("web"),
+                extra_statements=with_archive("web"),
             ),
             pulumi.ResourceOptions(parent=self),
         )
         app = Servers(
             f"{name}-app",
             server_args(
-                "app", s.app_count, s.app_instance_type, "app", user_data=lambda i: cloud_config(values("app", i))
+                "app",
+                s.app_count,
+                s.app_instance_type,
+                "app",
+                user_data=fetching("app"),
+                extra_statements=with_archive("app"),
             ),
             pulumi.ResourceOptions(parent=self),
         )

@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".local-site"
@@ -138,7 +139,7 @@ def _wait_http(url: str, ca: Path | None, timeout: float = 30.0) -> None:
                 if resp.status == 200:
                     return
                 last = f"HTTP {resp.status}"
-        except Exception as err:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as err:
             last = str(err)
         time.sleep(0.3)
     raise LocalSiteError(f"{url} did not answer 200 within {timeout:.0f} s (last: {last})")
@@ -303,7 +304,7 @@ class LocalSite:
 
         _wait_http(f"https://{lay.lb}:{lay.https_port}/healthz", pki / "ca.pem")
 
-    def _nginx_common(self, home: Path, cert: Path | str, key: Path | str, address: str) -> dict[str, object]:
+    def _nginx_common(self, home: Path, cert: Path | str, key: Path | str, address: str) -> dict[str, Any]:
         for sub in ("logs", "tmp"):
             (home / sub).mkdir(parents=True, exist_ok=True)
         return {
@@ -376,17 +377,17 @@ class LocalSite:
         order = ["haproxy", *sorted(k for k in state.pids if k.startswith(("web", "app", "gunicorn")))]
         order += ["mariadb-replica", "mariadb-primary"]
         for name in order + [k for k in state.pids if k not in order]:
-            pid = state.pids.get(name)
-            if not pid or not alive(pid):
+            target = state.pids.get(name)
+            if not target or not alive(target):
                 continue
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(target, signal.SIGTERM)
             deadline = time.monotonic() + 30
-            while alive(pid) and time.monotonic() < deadline:
+            while alive(target) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if alive(pid):
+            if alive(target):
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(target, signal.SIGKILL)
             stopped.append(name)
         if self.state_file.exists():
             self.state_file.unlink()

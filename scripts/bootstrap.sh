@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(haproxy nginx-light mariadb-server mariadb-client cloud-init openssl wrk iproute2 curl ca-certificates)
+APT_PACKAGES=(haproxy nginx-light mariadb-server mariadb-client cloud-init openssl wrk iproute2 curl ca-certificates prometheus-nginx-exporter)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -19,9 +19,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # Packages must not start their daemons here: the local site and the tests start their own.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.foobar
-  [[ -e /usr/sbin/policy-rc.d ]] || { cp /usr/sbin/policy-rc.d.foobar /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }
-  rm -f /usr/sbin/policy-rc.d.foobar
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

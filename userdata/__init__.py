@@ -32,6 +32,18 @@ class RoleValues:
     """LB only: the exportable ACM certificate; empty means the internal-CA certificate serves."""
     log_group_prefix: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    app_archive_url: str = ""
+    """App only: ``s3://bucket/key`` of :func:`userdata.render.app_archive`; empty ships the code in the user-data."""
+    app_archive_sha256: str = ""
+    """App only: sha256 of that archive; checked at boot, and it changes the user-data when the code changes."""
+    site_archive_url: str = ""
+    """Web only: ``s3://bucket/key`` of :func:`userdata.render.site_archive`; empty ships the site in the user-data."""
+    site_archive_sha256: str = ""
+    """Web only: sha256 of that archive, checked at boot."""
+    sumo_token_parameter: str = ""
+    """SSM parameter holding a Sumo Logic installation token; empty means CloudWatch only."""
+    internal_domain: str = "foobar.internal"
+    """Backends present ``<role>.<internal_domain>`` certificates; HAProxy sends it as SNI and verifies it."""
 
 
 def cloud_config(values: RoleValues) -> str:

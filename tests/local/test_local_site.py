@@ -130,6 +130,7 @@ def test_a_write_through_the_site_is_read_from_the_replica(site: LocalSite) -> N
     assert any(e["message"] == message for e in listed["entries"])
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion:DeprecationWarning")  # old versions on purpose
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
 def test_old_tls_is_refused(site: LocalSite, version: ssl.TLSVersion) -> None:
     def handshake(max_version: ssl.TLSVersion) -> None:

@@ -9,9 +9,14 @@ import pytest
 
 from components import plan
 from components.servers import architecture
+from tests.configs.checks import decoded_files
 from tests.unit.harness import Run, run
 
-SECRET = re.compile(r"PRIVATE KEY|password\s*[=:]|aws_secret_access_key|BEGIN RSA|BEGIN EC", re.IGNORECASE)
+# A key block, a literal password value, or an AWS secret key; code that names a password is fine.
+SECRET = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----|password\s*[=:]\s*['\"][^'\"\s]{4,}|aws_secret_access_key",
+    re.IGNORECASE,
+)
 
 
 def instances(r: Run, role: str | None = None) -> list:
@@ -59,10 +64,15 @@ def test_servers_spread_over_azs_with_planned_addresses(runs: dict[str, Run]) ->
 
 
 def test_user_data_has_no_secret_and_fits(stack_run: Run) -> None:
+    keys = [k.outputs["privateKeyPem"].split("\n")[1] for k in stack_run.of_type("tls:index/privateKey:PrivateKey")]
     for inst in instances(stack_run):
         data = inst.inputs["userData"]
         assert data.startswith("#cloud-config")
         assert not SECRET.search(data), inst.name
+        for path, (content, _) in decoded_files(data).items():  # packed files too
+            text = content.decode(errors="replace")
+            assert not SECRET.search(text), (inst.name, path)
+            assert not any(key in text for key in keys), (inst.name, path)
         assert len(data.encode()) < 16384
     # ... and the keys really exist somewhere else: SSM SecureString parameters.
     keys = [p for p in stack_run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].endswith("/tls-key")]
@@ -73,10 +83,12 @@ def test_lb_user_data_lists_the_planned_backends(runs: dict[str, Run]) -> None:
     r = runs["prod"]
     s = r.namespace["settings"]
     (lb,) = instances(r, "lb")
+    haproxy_cfg = decoded_files(lb.inputs["userData"])["/etc/haproxy/haproxy.cfg"][0].decode()
     counts: dict[plan.Tier, int] = {"web": s.web_count, "app": s.app_count}
     for role, count in counts.items():
         for n in range(count):
-            assert plan.server_address(s.vpc_cidr, role, n, s.az_count) in lb.inputs["userData"]
+            address = plan.server_address(s.vpc_cidr, role, n, s.az_count)
+            assert re.search(rf"^\s+server {role}{n + 1} {re.escape(address)}:443$", haproxy_cfg, re.M), (role, n)
 
 
 def policies_of(r: Run, role: str) -> list[dict]:
@@ -151,3 +163,41 @@ def test_servers_boot_after_their_way_out_exists(runs: dict[str, Run]) -> None:
         assert waited, inst.name
         role = inst.name.split("-")[1]
         assert all(("gatewayId" in x.inputs) == (role == "lb") for x in waited)
+
+
+@pytest.mark.parametrize("role", ["web", "app"])
+def test_servers_fetch_their_archive_by_hash_and_may_read_only_it(stack_run: Run, role: str) -> None:
+    import hashlib
+    import json as _json
+
+    objects = {o.inputs["key"]: o for o in stack_run.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    (bucket,) = stack_run.of_type("aws:s3/bucket:Bucket")
+    key = next(k for k in objects if k.startswith(f"{role}/"))
+    import base64
+
+    data = base64.b64decode(objects[key].inputs["contentBase64"])
+    digest = hashlib.sha256(data).hexdigest()
+    assert key == f"{role}/{digest}.tar.gz"
+    kind = "site" if role == "web" else "app"
+    for inst in instances(stack_run, role):
+        fetch = _json.loads(decoded_files(inst.inputs["userData"])[f"/etc/foobar/{kind}-archive.json"][0])
+        assert fetch["archive_url"] == f"s3://{bucket.id}/{key}" and fetch["sha256"] == digest
+    s3 = [st for d in policies_of(stack_run, role) for st in d["Statement"] if str(st["Action"]).startswith("s3:")]
+    assert [(st["Action"], st["Resource"]) for st in s3] == [("s3:GetObject", f"{bucket.outputs['arn']}/{key}")]
+    assert not [
+        st for d in policies_of(stack_run, "lb") for st in d["Statement"] if str(st["Action"]).startswith("s3:")
+    ]
+
+
+def test_artifact_bucket_is_private_and_encrypted(stack_run: Run) -> None:
+    (block,) = stack_run.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert all(
+        block.inputs[k] is True
+        for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    (enc,) = stack_run.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert enc.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    (endpoint,) = stack_run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["vpcEndpointType"] == "Gateway" and endpoint.inputs["serviceName"].endswith(".s3")
+    db_table = next(t.id for t in stack_run.of_type("aws:ec2/routeTable:RouteTable") if t.name.endswith("db-rt"))
+    assert db_table not in endpoint.inputs["routeTableIds"]

@@ -1,0 +1,189 @@
+"""A foobar deployment built in moto from the same tables the program declares."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from moto import mock_aws
+
+from components.firewalls import GROUPS, RULES
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Moto credentials, and nothing that could reach a real AWS endpoint or the instance metadata service."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+
+
+def self_signed(domain: str, days: int) -> tuple[bytes, bytes]:
+    """A certificate and key for ACM import; ``days`` from now until it expires."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+@dataclass
+class Deployment:
+    """The moto account and the stack outputs `pulumi stack output --json` would print for it."""
+
+    outputs: dict[str, Any]
+    ec2: Any
+    rds: Any
+    cloudwatch: Any
+    acm: Any
+
+    def put_replica_lag(self, seconds: float, ago: float = 30.0) -> None:
+        identifier = self.outputs["_replicaIdentifier"]
+        self.cloudwatch.put_metric_data(
+            Namespace="AWS/RDS",
+            MetricData=[
+                {
+                    "MetricName": "ReplicaLag",
+                    "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": identifier}],
+                    "Timestamp": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ago),
+                    "Value": seconds,
+                    "Unit": "Seconds",
+                }
+            ],
+        )
+
+
+def build(stack: str = "dev", multi_az: bool = False, cert_days: int = 90, suffix: str = "20261126") -> Deployment:
+    """VPC, the four groups with exactly RULES, running servers, primary + replica, an issued certificate."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    rds = boto3.client("rds", region_name=REGION)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    acm = boto3.client("acm", region_name=REGION)
+    tags = [{"Key": "project", "Value": "foobar"}, {"Key": "stack", "Value": stack}]
+
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.0.0/20")["Subnet"]["SubnetId"]
+    groups: dict[str, str] = {}
+    for group in GROUPS:
+        gid = ec2.create_security_group(GroupName=f"foobar-{group}", Description=f"foobar {group}", VpcId=vpc)[
+            "GroupId"
+        ]
+        # The AWS provider removes the default allow-all egress rule of a new group; so do we.
+        ec2.revoke_security_group_egress(
+            GroupId=gid, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+        )
+        groups[group] = gid
+    for rule in RULES:
+        perm: dict[str, Any] = {"IpProtocol": rule.protocol, "FromPort": rule.port, "ToPort": rule.port}
+        if rule.peer_is_group:
+            perm["UserIdGroupPairs"] = [{"GroupId": groups[rule.peer], "Description": rule.description}]
+        else:
+            perm["IpRanges"] = [{"CidrIp": rule.peer, "Description": rule.description}]
+        authorize = (
+            ec2.authorize_security_group_ingress if rule.direction == "ingress" else ec2.authorize_security_group_egress
+        )
+        authorize(GroupId=groups[rule.group], IpPermissions=[perm])
+
+    instances: dict[str, list[str]] = {}
+    for role, count in (("lb", 1), ("web", 1), ("app", 2)):
+        answer = ec2.run_instances(
+            ImageId="ami-0123456789abcdef0",  # moto does not validate AMIs by default
+            InstanceType="t3.micro",
+            MinCount=count,
+            MaxCount=count,
+            SubnetId=subnet,
+            SecurityGroupIds=[groups[role]],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [*tags, {"Key": "role", "Value": role}]}],
+        )
+        instances[role] = [i["InstanceId"] for i in answer["Instances"]]
+
+    primary = rds.create_db_instance(
+        DBInstanceIdentifier=f"foobar-{stack}-{suffix}",
+        Engine="mysql",
+        EngineVersion="8.4.3",
+        DBInstanceClass="db.t4g.micro",
+        AllocatedStorage=20,
+        MasterUsername="foobar",
+        MasterUserPassword="not-a-real-password-1",
+        MultiAZ=multi_az,
+        StorageEncrypted=True,
+        BackupRetentionPeriod=1,
+        Tags=tags,
+    )["DBInstance"]
+    replica = rds.create_db_instance_read_replica(
+        DBInstanceIdentifier=f"foobar-{stack}-replica-{suffix}",
+        SourceDBInstanceIdentifier=primary["DBInstanceIdentifier"],
+        DBInstanceClass="db.t4g.micro",
+        Tags=tags,
+    )["DBInstance"]
+
+    cert, key = self_signed("www.foobar.test", cert_days)
+    arn = acm.import_certificate(Certificate=cert, PrivateKey=key)["CertificateArn"]
+
+    describe = {d["DBInstanceIdentifier"]: d for d in rds.describe_db_instances()["DBInstances"]}
+    outputs = {
+        "url": "https://www.foobar.test/",
+        "lbPublicIp": "192.0.2.10",
+        "certificateArn": arn,
+        "certificateValidationRecords": [],
+        "internalCaCertPem": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
+        "dbWriterEndpoint": describe[primary["DBInstanceIdentifier"]]["Endpoint"]["Address"],
+        "dbReaderEndpoint": describe[replica["DBInstanceIdentifier"]]["Endpoint"]["Address"],
+        "dbSecretArn": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:rds!db-1",
+        "instanceIds": instances,
+        "securityGroupIds": groups,
+        "vpcId": vpc,
+        "stack": stack,
+        "ephemeral": False,
+        "expiresAt": "",
+        "_replicaIdentifier": replica["DBInstanceIdentifier"],
+    }
+    deployment = Deployment(outputs, ec2, rds, cloudwatch, acm)
+    deployment.put_replica_lag(2.0, ago=90)
+    return deployment
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def deployment(aws: None) -> Deployment:
+    return build()
