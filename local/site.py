@@ -5,7 +5,7 @@ Each server gets its own loopback address, like its own host in the VPC:
     HAProxy        127.0.10.1   :80 :443, stats/Prometheus :8404
     nginx web i    127.0.20.i   :443, stub_status :8081
     nginx app 1    127.0.30.1   :443, stub_status :8081, gunicorn on :8000 behind it
-    MariaDB        127.0.40.1 (primary) and 127.0.40.2 (replica) :3306, TLS required
+    MariaDB        127.0.50.1 (primary) and 127.0.50.2 (replica) :3306, TLS required
 
 Certificates come from a local internal CA (ECDSA P-256), as on AWS. State lives in one folder
 (``.local-site/`` by default); ``down`` stops everything that ``up`` started and nothing else.
@@ -48,8 +48,8 @@ class Layout:
     lb: str = "127.0.10.1"
     web: tuple[str, ...] = ("127.0.20.1", "127.0.20.2")
     app: tuple[str, ...] = ("127.0.30.1",)
-    db_primary: str = "127.0.40.1"
-    db_replica: str = "127.0.40.2"
+    db_primary: str = "127.0.50.1"
+    db_replica: str = "127.0.50.2"
     db_port: int = 3306
     app_port: int = 8000
     status_port: int = 8081
