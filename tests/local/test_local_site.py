@@ -239,3 +239,28 @@ def test_down_leaves_nothing_and_a_stale_run_is_cleaned(tmp_path: Path) -> None:
         with socket.socket() as sock:
             assert sock.connect_ex((address, port)) != 0, f"{address}:{port} still open after down"
     assert pids
+
+
+def test_a_taken_port_is_named_and_nothing_is_started(tmp_path: Path) -> None:
+    from local.site import LocalSiteError
+
+    layout = Layout(
+        lb="127.0.112.1", web=("127.0.122.1",), app=("127.0.132.1",), db_primary="127.0.142.1", db_replica="127.0.142.2"
+    )
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.122.1", 443))
+        squatter.listen()
+        s = LocalSite(tmp_path / "taken", layout)
+        with pytest.raises(LocalSiteError, match=r"127\.0\.122\.1:443 \(for web1\) is taken"):
+            s.up()
+        assert s.running() == {}
+
+
+def test_a_missing_package_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from local import site as local_site
+
+    real = local_site._which
+    monkeypatch.setattr(local_site, "_which", lambda name: None if name == "haproxy" else real(name))
+    with pytest.raises(local_site.LocalSiteError, match=r"haproxy \(Debian package haproxy\).*make bootstrap"):
+        LocalSite(tmp_path / "missing").up()
+    assert local_site.main(["status", "--dir", str(tmp_path / "missing")]) == 0
