@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             url = site.up()
             ca = site.dir / "pki" / "ca.pem"
-            print(f"local site is up: {url}")
+            print(f"local site is {url}" if url.startswith("already") else f"local site is up: {url}")
             print(f"  try:  curl --cacert {ca} {site.layout.url}")
             print(
                 f"        curl --cacert {ca} --resolve {site.layout.domain}:443:{site.layout.lb} https://{site.layout.domain}/"
