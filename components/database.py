@@ -32,6 +32,7 @@ class DatabaseArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     provider: pulumi.ProviderResource
+    partition: str = "aws"
 
 
 class Database(pulumi.ComponentResource):
@@ -89,7 +90,7 @@ class Database(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{name}-monitoring",
                 role=monitoring_role.name,
-                policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+                policy_arn=f"arn:{args.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
                 opts=child,
             )
             monitoring_role_arn = monitoring_role.arn
@@ -98,6 +99,8 @@ class Database(pulumi.ComponentResource):
             instance_class=s.db_instance_class,
             storage_type="gp3",
             storage_encrypted=True,
+            # Storage autoscaling on both: a replica that runs out of space stops replicating.
+            max_allocated_storage=s.db_allocated_storage_gib * 4,
             publicly_accessible=False,
             vpc_security_group_ids=[args.security_group_id],
             parameter_group_name=params.name,
@@ -112,14 +115,13 @@ class Database(pulumi.ComponentResource):
         )
         primary = aws.rds.Instance(  # type: ignore[call-overload]
             f"{name}-primary",
-            identifier_prefix=f"foobar-{s.stack}-".lower()[:50],
+            identifier_prefix=f"foobar-{s.stack}-",  # <= 37 characters: RDS adds 26, up to its limit of 63
             engine="mysql",
             engine_version=s.db_engine_version,
             db_name=DB_NAME,
             username=DB_USER,
             manage_master_user_password=True,  # RDS creates and rotates it in Secrets Manager
             allocated_storage=s.db_allocated_storage_gib,
-            max_allocated_storage=s.db_allocated_storage_gib * 4,
             db_subnet_group_name=subnet_group.name,
             multi_az=s.db_multi_az,
             backup_retention_period=s.db_backup_retention_days,
@@ -127,7 +129,7 @@ class Database(pulumi.ComponentResource):
             maintenance_window="sun:04:30-sun:05:30",
             performance_insights_enabled=s.db_performance_insights,
             skip_final_snapshot=not s.protected,
-            final_snapshot_identifier=f"foobar-{s.stack}-final".lower() if s.protected else None,
+            final_snapshot_identifier=f"foobar-{s.stack}-final" if s.protected else None,
             opts=keep,
             **common,  # type: ignore[arg-type]
         )
@@ -141,7 +143,7 @@ class Database(pulumi.ComponentResource):
         if s.db_replica:
             replica = aws.rds.Instance(  # type: ignore[call-overload]
                 f"{name}-replica",
-                identifier_prefix=f"foobar-{s.stack}-replica-".lower()[:50],
+                identifier_prefix=f"foobar-{s.stack}-replica-",
                 replicate_source_db=primary.identifier,  # same region: the identifier, not the ARN
                 backup_retention_period=0,
                 skip_final_snapshot=True,  # RDS takes no final snapshot of a replica

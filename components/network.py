@@ -19,6 +19,7 @@ class NetworkArgs:
     settings: Settings
     provider: pulumi.ProviderResource
     region: str
+    account: str
 
 
 class Network(pulumi.ComponentResource):
@@ -78,6 +79,8 @@ class Network(pulumi.ComponentResource):
                 f"{name}-nat-{i}",
                 allocation_id=eip.allocation_id,
                 subnet_id=subnet_ids["public"][i],
+                # A fixed address below the servers', so it can never take the load balancer's.
+                private_ip=plan.nat_address(s.vpc_cidr, i),
                 tags={"Name": f"foobar-nat-{i}"},
                 opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[igw]),
             )
@@ -139,6 +142,8 @@ class Network(pulumi.ComponentResource):
                             "Effect": "Allow",
                             "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
                             "Action": "sts:AssumeRole",
+                            # Only flow logs of this account may use the role (no confused deputy).
+                            "Condition": {"StringEquals": {"aws:SourceAccount": args.account}},
                         }
                     ],
                 }

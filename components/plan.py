@@ -40,6 +40,15 @@ def subnets(vpc_cidr: str, azs: tuple[str, ...] | list[str]) -> list[Subnet]:
     return [Subnet(tier, i, az, subnet_cidr(vpc_cidr, tier, i)) for tier in TIERS for i, az in enumerate(azs)]
 
 
+NAT_HOST = 5  # in the public subnet: after AWS's reserved .0-.3, before FIRST_HOST
+
+
+def nat_address(vpc_cidr: str, az_index: int) -> str:
+    """The fixed private address of the NAT gateway in a public subnet."""
+    net = ipaddress.IPv4Network(subnet_cidr(vpc_cidr, "public", az_index))
+    return str(net.network_address + NAT_HOST)
+
+
 def server_az_index(index: int, az_count: int) -> int:
     """Servers of a role go round-robin over the AZs."""
     return index % az_count

@@ -44,19 +44,45 @@ def ubuntu_ami(instance_type: str, opts: pulumi.InvokeOptions | None = None) -> 
     return image.id
 
 
+PARAMETER_READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory")
+
+
+def _as_list(value: object) -> list[object]:
+    return value if isinstance(value, list) else [value]
+
+
 def role_policy(
     *, partition: str, region: str, account: str, param_path: str, extra: Sequence[dict[str, object]] = ()
 ) -> str:
-    """The inline policy of a role: read its own SSM path (and decrypt through SSM only), plus extras."""
+    """The inline policy of a role: read its own SSM path (and decrypt through SSM only), plus extras.
+
+    AmazonSSMManagedInstanceCore allows ssm:GetParameter(s) on every parameter; the explicit Deny
+    takes that back for everything outside the role's own path (and parameters an extra statement
+    names, such as the Sumo Logic token), so no server can read another role's private key.
+    """
+    own = [
+        f"arn:{partition}:ssm:{region}:{account}:parameter{param_path}",
+        f"arn:{partition}:ssm:{region}:{account}:parameter{param_path}/*",
+    ]
+    also_readable = [
+        str(resource)
+        for statement in extra
+        if statement.get("Effect") == "Allow"
+        and any(str(a).startswith("ssm:GetParameter") for a in _as_list(statement["Action"]))
+        for resource in _as_list(statement["Resource"])
+    ]
     statements: list[dict[str, object]] = [
         {
             "Sid": "ReadOwnParameters",
             "Effect": "Allow",
-            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-            "Resource": [
-                f"arn:{partition}:ssm:{region}:{account}:parameter{param_path}",
-                f"arn:{partition}:ssm:{region}:{account}:parameter{param_path}/*",
-            ],
+            "Action": list(PARAMETER_READS[:3]),
+            "Resource": own,
+        },
+        {
+            "Sid": "DenyParametersOutsideOwnPath",
+            "Effect": "Deny",
+            "Action": list(PARAMETER_READS),
+            "NotResource": [*own, *also_readable],
         },
         {
             "Sid": "DecryptOwnParametersViaSsm",

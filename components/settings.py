@@ -52,6 +52,8 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _DB_CLASS = re.compile(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,32}$")
+# RDS identifiers, S3 bucket names, KMS aliases and SNS topics are derived from the stack name.
+STACK_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-)){0,19}[a-z0-9]$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
 # What each setting accepts, in words, for the error message.
@@ -122,7 +124,7 @@ class Settings(BaseModel):
     expires_at: str = Field(alias="expiresAt")
 
     # Not settings: facts of the run, filled in by load_settings.
-    stack: str = Field(alias="stack", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    stack: str = Field(alias="stack")  # checked against STACK_NAME in load_settings
     zones: tuple[str, ...] = Field(alias="zones")
 
     @field_validator("domain")
@@ -253,6 +255,11 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, zones: Sequence[str]) -
 
     Raises SettingsError with one message that lists every bad key, its value and what is allowed.
     """
+    if not STACK_NAME.match(stack):
+        raise SettingsError(
+            f"stack name {stack!r} cannot name AWS resources; allowed: 2 to 21 characters of a-z, 0-9 and"
+            " single hyphens, starting with a letter (e.g. dev, prod, pr-42)"
+        )
     unknown = sorted(set(raw) - set(declared()))
     if unknown:
         raise SettingsError(

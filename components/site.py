@@ -61,7 +61,9 @@ class Site(pulumi.ComponentResource):
         partition = aws.get_partition(opts=invoke).partition
 
         network = Network(
-            f"{name}-network", NetworkArgs(s, providers["network"], region), pulumi.ResourceOptions(parent=self)
+            f"{name}-network",
+            NetworkArgs(s, providers["network"], region, account),
+            pulumi.ResourceOptions(parent=self),
         )
         artifacts = Artifacts(
             f"{name}-artifacts",
@@ -209,7 +211,7 @@ class Site(pulumi.ComponentResource):
         db_sg = firewalls.group_ids["db"]
         db = Database(
             f"{name}-database",
-            DatabaseArgs(s, network.subnet_ids["db"], db_sg, providers["db"]),
+            DatabaseArgs(s, network.subnet_ids["db"], db_sg, providers["db"], partition),
             pulumi.ResourceOptions(parent=self),
         )
         # The app learns where the database is from SSM at boot, so no server waits for RDS.

@@ -350,7 +350,8 @@ fi
 {{ agent_ctl|q }} -a fetch-config -m ec2 -s -c file:{{ config_path|q }}
 {%- if sumo_parameter %}
 if [ ! -x /usr/local/bin/otelcol-sumo ]; then
-  command -v aws >/dev/null || snap install aws-cli --classic
+  # snapd may still be seeding during first boot: wait for it before installing the AWS CLI.
+  command -v aws >/dev/null || { snap wait system seed.loaded && snap install aws-cli --classic; }
   # The installation token goes from SSM straight into the installer's environment: it is never an
   # argument (visible in ps), never echoed, never in user-data.
   SUMOLOGIC_INSTALLATION_TOKEN="$(aws ssm get-parameter --region {{ region|q }} --name {{ sumo_parameter|q }} \\

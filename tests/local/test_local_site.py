@@ -264,3 +264,24 @@ def test_a_missing_package_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(local_site.LocalSiteError, match=r"haproxy \(Debian package haproxy\).*make bootstrap"):
         LocalSite(tmp_path / "missing").up()
     assert local_site.main(["status", "--dir", str(tmp_path / "missing")]) == 0
+
+
+def test_every_tls_listener_is_mozilla_intermediate(site: LocalSite) -> None:
+    """sslyze checks the public side and each backend hop against Mozilla's "intermediate" profile."""
+    import shutil
+    import sys
+
+    sslyze = shutil.which("sslyze") or str(Path(sys.executable).with_name("sslyze"))
+    targets = [
+        f"{LAYOUT.domain}:443{{{LAYOUT.lb}}}",
+        f"web.foobar.internal:443{{{LAYOUT.web[0]}}}",
+        f"app.foobar.internal:443{{{LAYOUT.app[0]}}}",
+    ]
+    result = subprocess.run(
+        [sslyze, "--mozilla_config=intermediate", f"--certinfo_ca_file={site.dir / 'pki' / 'ca.pem'}", *targets],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.count("OK - Compliant") == 3

@@ -92,3 +92,15 @@ def test_app_learns_the_database_from_ssm(stack_run: Run) -> None:
     assert params[f"/foobar/{stack}/app/db-writer"]["value"] == primary.outputs["address"]  # type: ignore[attr-defined]
     assert params[f"/foobar/{stack}/app/db-reader"]["value"] == replica.outputs["address"]  # type: ignore[union-attr]
     assert params[f"/foobar/{stack}/app/db-secret-arn"]["value"].startswith("arn:aws:secretsmanager:")
+
+
+def test_rds_names_fit_for_the_longest_stack_name() -> None:
+    r = run("pr-123456789012345678", base="dev", ephemeral=True)  # 21 characters, the most allowed
+    for db in r.of_type("aws:rds/instance:Instance"):
+        prefix = db.inputs["identifierPrefix"]
+        assert len(prefix) + 26 <= 63 and prefix.islower(), prefix  # RDS adds 26 characters
+
+
+def test_replica_storage_grows_with_the_primary(stack_run: Run) -> None:
+    primary, replica = dbs(stack_run)
+    assert replica.inputs["maxAllocatedStorage"] == primary.inputs["maxAllocatedStorage"] > 0  # type: ignore[union-attr,attr-defined]

@@ -115,3 +115,16 @@ def test_flow_logs_with_retention(stack_run: Run) -> None:
 def test_default_security_group_has_no_rules(stack_run: Run) -> None:
     (default,) = stack_run.of_type("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert default.inputs.get("ingress", []) == [] and default.inputs.get("egress", []) == []
+
+
+def test_nat_gateways_never_take_a_server_address(runs: dict[str, Run]) -> None:
+    r = runs["prod"]
+    s = r.namespace["settings"]
+    servers = {i.inputs["privateIp"] for i in r.of_type("aws:ec2/instance:Instance")}
+    nats = r.of_type("aws:ec2/natGateway:NatGateway")
+    assert len(nats) == s.az_count
+    for n, nat in enumerate(sorted(nats, key=lambda x: x.name)):
+        assert nat.inputs["privateIp"] == plan.nat_address(s.vpc_cidr, n) not in servers
+    # Even in the smallest VPC the NAT address is a usable host of its /28.
+    assert plan.nat_address("10.0.0.0/24", 0) == "10.0.0.5"
+    assert plan.server_address("10.0.0.0/24", "public", 0, 2) == "10.0.0.10"

@@ -103,16 +103,30 @@ def policies_of(r: Run, role: str) -> list[dict]:
 @pytest.mark.parametrize("role", ["lb", "web", "app"])
 def test_each_role_reads_only_its_own_parameters(stack_run: Run, role: str) -> None:
     stack = stack_run.namespace["settings"].stack
+    own = f":parameter/foobar/{stack}/{role}"
     statements = [st for doc in policies_of(stack_run, role) for st in doc["Statement"]]
-    ssm = [st for st in statements if any(str(a).startswith("ssm:") for a in _list(st["Action"]))]
+    allows = [st for st in statements if st["Effect"] == "Allow"]
+    ssm = [st for st in allows if any(str(a).startswith("ssm:") for a in _list(st["Action"]))]
     resources = [res for st in ssm for res in _list(st["Resource"])]
-    assert resources and all(f":parameter/foobar/{stack}/{role}" in res for res in resources)
-    assert all(st["Effect"] == "Allow" and "*" not in _list(st["Action"]) for st in statements)
-    actions = {a for st in statements for a in _list(st["Action"])}
-    assert ("acm:ExportCertificate" in actions) == (
-        role == "lb" and stack_run.namespace["settings"].public_certificate == "acm"
-    )
+    assert resources and all(own in res for res in resources)
+    assert all("*" not in _list(st["Action"]) for st in allows)
+    # The managed SSM policy allows reading every parameter: an explicit Deny takes that back.
+    (deny,) = [st for st in statements if st["Effect"] == "Deny"]
+    assert set(deny["Action"]) >= {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"}
+    assert deny["NotResource"] and all(own in res for res in deny["NotResource"])
+    actions = {a for st in allows for a in _list(st["Action"])}
+    acm = role == "lb" and stack_run.namespace["settings"].public_certificate == "acm"
+    assert ("acm:ExportCertificate" in actions) == acm
     assert ("secretsmanager:GetSecretValue" in actions) == (role == "app")
+
+
+def test_a_sumo_token_is_the_one_parameter_outside_the_own_path() -> None:
+    r = run("dev", sumoTokenParameter="/foobar/shared/sumo-token")
+    for role in ("lb", "web", "app"):
+        statements = [st for doc in policies_of(r, role) for st in doc["Statement"]]
+        (deny,) = [st for st in statements if st["Effect"] == "Deny"]
+        outside = [res for res in deny["NotResource"] if f"/foobar/dev/{role}" not in res]
+        assert [res.split(":parameter")[1] for res in outside] == ["/foobar/shared/sumo-token"], role
 
 
 def test_lb_exports_only_its_own_certificate(runs: dict[str, Run]) -> None:

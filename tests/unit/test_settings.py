@@ -154,3 +154,14 @@ def test_expiry_of_ephemeral_stacks() -> None:
     now = dt.datetime(2026, 11, 26, 10, 30, tzinfo=dt.UTC)
     assert s.expiry(now) == "2026-11-28T10:30Z"
     assert load(ephemeral=True, expiresAt="2026-12-01T19:00:00+01:00").expiry() == "2026-12-01T18:00Z"
+
+
+@pytest.mark.parametrize("stack", ["Prod", "pr_7", "a", "x" * 22, "pr--7", "7pr", "pr-"])
+def test_stack_names_that_cannot_name_aws_resources_are_refused(stack: str) -> None:
+    with pytest.raises(SettingsError, match=rf"stack name {stack!r} cannot name AWS resources"):
+        load_settings({}, stack=stack, zones=ZONES)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "pr-7", "pr-123456", "staging-eu-west-1"])
+def test_ordinary_stack_names_pass(stack: str) -> None:
+    load_settings({}, stack=stack, zones=ZONES)
