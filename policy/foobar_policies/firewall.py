@@ -35,7 +35,10 @@ class RuleView:
     from_port: Any
     to_port: Any
     cidrs: tuple[Any, ...]
+    """IPv4 and IPv6 CIDR sources."""
     description: Any
+    prefix_lists: tuple[Any, ...] = ()
+    """Managed prefix list sources: CIDRs too, just kept elsewhere."""
 
     def covers(self, port: int) -> Any:
         """Does the rule open ``port`` (TCP or UDP)? ``None`` when that can't be known yet."""
@@ -68,7 +71,7 @@ def _cidrs(*values: Any) -> tuple[Any, ...]:
     out: list[Any] = []
     for value in values:
         items = as_list(value)
-        out.extend(items if isinstance(items, list) else [items])
+        out.extend(i for i in (items if isinstance(items, list) else [items]) if is_unknown(i) or i)
     return tuple(out)
 
 
@@ -80,7 +83,7 @@ def rules_of(res: Res) -> list[RuleView]:
         return [
             RuleView(
                 "", direction, _protocol(p.get("ipProtocol")), p.get("fromPort"), p.get("toPort"),
-                _cidrs(p.get("cidrIpv4"), p.get("cidrIpv6")), p.get("description"),
+                _cidrs(p.get("cidrIpv4"), p.get("cidrIpv6")), p.get("description"), _cidrs(p.get("prefixListId")),
             )
         ]  # fmt: skip
     if res.type == SG_RULE:
@@ -88,6 +91,7 @@ def rules_of(res: Res) -> list[RuleView]:
             RuleView(
                 "", p.get("type") or "", _protocol(p.get("protocol")), p.get("fromPort"), p.get("toPort"),
                 _cidrs(p.get("cidrBlocks"), p.get("ipv6CidrBlocks")), p.get("description"),
+                _cidrs(p.get("prefixListIds")),
             )
         ]  # fmt: skip
     views: list[RuleView] = []
@@ -102,7 +106,7 @@ def rules_of(res: Res) -> list[RuleView]:
                 RuleView(
                     f"{direction}[{i}] ", direction, _protocol(get(rule, "protocol")), get(rule, "fromPort"),
                     get(rule, "toPort"), _cidrs(get(rule, "cidrBlocks"), get(rule, "ipv6CidrBlocks")),
-                    get(rule, "description"),
+                    get(rule, "description"), _cidrs(get(rule, "prefixListIds")),
                 )
             )  # fmt: skip
     return views
@@ -125,37 +129,50 @@ def descriptions(res: Res) -> Iterator[str]:
             )
 
 
-def world_ingress(res: Res) -> Iterator[str]:
-    """Ingress from 0.0.0.0/0 or ::/0 only to TCP 80/443 and only on the load balancer's group
-    (CKV_AWS_277, DESIGN 3: the only CIDR-based ingress is the LB's 80/443 from anywhere)."""
-    role = res.role
-    for rule in rules_of(res):
-        if rule.direction != "ingress" or not rule.world:
-            continue
+def _cidr_ingress_problems(rule: RuleView, role: Any) -> tuple[list[str], list[str]]:
+    """What is wrong with a CIDR- or prefix-list-based ingress rule, and the fixes; unknowns are skipped."""
+    problems: list[str] = []
+    fixes: list[str] = []
+    if not (is_unknown(rule.protocol) or is_unknown(rule.from_port) or is_unknown(rule.to_port)):
         web_port = (
             rule.protocol == "tcp"
-            and not is_unknown(rule.from_port)
             and rule.from_port is not None
             and rule.from_port == (rule.to_port if rule.to_port is not None else rule.from_port)
             and int(rule.from_port) in WORLD_PORTS
         )
-        if is_unknown(rule.protocol) or is_unknown(rule.from_port) or is_unknown(rule.to_port):
-            continue
         if not web_port:
-            yield message(
-                res,
-                f"{rule.where}ingress from the internet to {rule.protocol} {rule.from_port}-{rule.to_port}; "
-                "only TCP 80 and 443 may be open to the world",
-                "narrow the rule to port 80 or 443, or take the peer from a security group instead of a CIDR",
-            )
-        elif is_unknown(role):
+            problems.append(f"it opens {rule.protocol} {rule.from_port}-{rule.to_port}; only TCP 80 and 443 may")
+            fixes.append("narrow the rule to port 80 or 443")
+    if not is_unknown(role) and role != LB_ROLE:
+        problems.append(f"the group has role {role!r}; only the load balancer's group (role 'lb') may")
+        fixes.append("reference the load balancer's security group instead of a CIDR")
+    narrow = [c for c in rule.cidrs if not is_unknown(c) and c not in WORLD]
+    if narrow:
+        problems.append(f"its source {', '.join(map(str, narrow))} is neither 0.0.0.0/0 nor ::/0")
+    prefix_list = any(not is_unknown(p) for p in rule.prefix_lists)
+    if prefix_list:
+        problems.append("its source is a prefix list")
+    if narrow or prefix_list:
+        fixes.append(
+            "take the peer from a security group (referenced_security_group_id); only the load balancer's "
+            "80/443 rules may name a CIDR, and then 0.0.0.0/0 or ::/0"
+        )
+    return problems, fixes
+
+
+def world_ingress(res: Res) -> Iterator[str]:
+    """The only CIDR-based ingress is the load balancer's TCP 80/443 from anywhere (CKV_AWS_260,
+    CKV_AWS_277, DESIGN 3): any rule taking its peer from a CIDR or prefix list must be exactly that;
+    everything else takes its peer from a security group."""
+    for rule in rules_of(res):
+        if rule.direction != "ingress" or not (rule.cidrs or rule.prefix_lists):
             continue
-        elif role != LB_ROLE:
+        problems, fixes = _cidr_ingress_problems(rule, res.role)
+        if problems:
             yield message(
                 res,
-                f"{rule.where}ingress from the internet on a group of role {role!r}; only the load balancer's "
-                "group (role 'lb') may take traffic from the world",
-                "reference the load balancer's security group instead of 0.0.0.0/0",
+                f"{rule.where}ingress from a CIDR or prefix list: " + "; ".join(problems),
+                "; ".join(dict.fromkeys(fixes)),
             )
 
 

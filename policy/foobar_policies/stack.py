@@ -27,8 +27,16 @@ VPC: Final = "aws:ec2/vpc:Vpc"
 FLOW_LOG: Final = "aws:ec2/flowLog:FlowLog"
 DEFAULT_SECURITY_GROUP: Final = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 AWS_PROVIDER: Final = "pulumi:providers:aws"
-# Who may open connections to a tier (DESIGN 3): internet -> lb -> web/app, app -> db.
-ALLOWED_PEERS: Final = {"web": frozenset({"lb"}), "app": frozenset({"lb"}), "db": frozenset({"app"})}
+# Which groups may open connections to a tier (DESIGN 3): lb -> web/app, app -> db, and load balancers to
+# each other (stats). The internet reaches the lb by CIDR, which sg-world-ingress-lb-web-only judges.
+ALLOWED_PEERS: Final = {
+    "lb": frozenset({"lb"}),
+    "web": frozenset({"lb"}),
+    "app": frozenset({"lb"}),
+    "db": frozenset({"app"}),
+}
+# Tiers whose CIDR ingress is judged by sg-world-ingress-lb-web-only rather than here.
+CIDR_TIERS: Final = frozenset({"lb"})
 TRUE_VALUES: Final = frozenset({"1", "on", "true"})
 
 Found = Iterator[tuple[str, str | None]]
@@ -154,6 +162,12 @@ def provider_default_tags(resources: list[Res]) -> Found:
             )
 
 
+def _given(value: Any) -> bool:
+    """A list input that is set (or unknown, which is set to something)."""
+    items = as_list(value)
+    return is_unknown(items) or bool(items)
+
+
 def _role_of(groups: list[Res]) -> list[Any]:
     return [g.role for g in groups]
 
@@ -192,8 +206,9 @@ def security_groups_attached(resources: list[Res]) -> Found:
 
 
 def tiers_chained(resources: list[Res]) -> Found:
-    """Tiers chain by security-group reference (DESIGN 3): web and app take ingress only from the LB
-    group, the database only from the app group; web/app/db servers carry only their own tier's group."""
+    """Tiers chain by security-group reference (DESIGN 3): the LB group admits only load balancers (its
+    internet side is CIDR ingress, judged by sg-world-ingress-lb-web-only), web and app only the LB group,
+    the database only the app group; every server carries only its own tier's group."""
     for rule in (r for r in resources if r.type in (INGRESS_RULE, SG_RULE)):
         if rule.type == SG_RULE and rule.props.get("type") != "ingress":
             continue
@@ -208,12 +223,15 @@ def tiers_chained(resources: list[Res]) -> Found:
             fix = f"take the peer from the {' or '.join(sorted(allowed))} security group (referenced_security_group_id)"
             peer_key = "referencedSecurityGroupId" if rule.type == INGRESS_RULE else "sourceSecurityGroupId"
             if rule.type == SG_RULE and rule.props.get("self") is True:
-                yield _say(rule, f"the {role} group admits its own members", fix)
+                if role not in allowed:
+                    yield _say(rule, f"the {role} group admits its own members", fix)
                 continue
             peers = refs(rule, peer_key, SECURITY_GROUP)
             if is_unknown(peers):
                 continue
             if not peers:
+                if role in CIDR_TIERS and not rule.props.get(peer_key):
+                    continue  # CIDR ingress: the other policy's
                 source = rule.props.get(peer_key) or "a CIDR or prefix list"
                 yield _say(
                     rule, f"ingress to the {role} tier from {source}, not from the {'/'.join(allowed)} group", fix
@@ -230,10 +248,11 @@ def tiers_chained(resources: list[Res]) -> Found:
         if is_unknown(inline) or not inline:
             continue
         for i, item in enumerate(inline):  # type: ignore[arg-type]
-            if as_list(get(item, "cidrBlocks")) or as_list(get(item, "ipv6CidrBlocks")) or get(item, "self"):
+            cidr = any(_given(get(item, key)) for key in ("cidrBlocks", "ipv6CidrBlocks", "prefixListIds"))
+            if (cidr and role not in CIDR_TIERS) or (get(item, "self") is True and role not in ALLOWED_PEERS[role]):
                 yield _say(
                     group,
-                    f"inline ingress[{i}] admits a CIDR or the group itself",
+                    f"inline ingress[{i}] admits a CIDR, a prefix list or the group itself",
                     "use referenced security groups from the tier in front only",
                 )
         for peer_role in _role_of([g for g in group.depends_on("ingress") if g.type == SECURITY_GROUP]):

@@ -165,7 +165,7 @@ class Res:
     provider_name: str | None = None
     provider_tags: dict[str, Any] | _Unknown | None = None
     protect: bool | None = None
-    """Pulumi ``protect``; ``None`` when the caller can't tell (mocks don't record it)."""
+    """Pulumi ``protect``; ``None`` when the caller didn't say."""
     delete_before_replace: bool | None = None
     property_dependencies: dict[str, list[Res]] = field(default_factory=dict)
 

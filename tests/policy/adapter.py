@@ -63,7 +63,8 @@ def urn(stack: str, typ: str, name: str) -> str:
 
 
 def options(protect: bool | None = None, delete_before_replace: bool | None = None) -> PolicyResourceOptions:
-    # Mocks don't record `protect`; None tells the policies "not known" rather than "off".
+    """Resource options as the engine sends them. ``None`` (a crafted resource that doesn't say) tells the
+    policies "not known" rather than "off"; the program's resources carry the ``protect`` they registered."""
     return PolicyResourceOptions(
         protect,  # type: ignore[arg-type]
         [],
@@ -147,7 +148,7 @@ def from_run(result: Run, stack: str) -> list[PolicyResource]:
             engine_props(reg.inputs),
             urn(stack, reg.type, reg.name),
             reg.name,
-            options(),
+            options(reg.protect),
             providers.get(reg.provider.split("::")[3]) if reg.provider else None,
             None,
             [],

@@ -241,7 +241,8 @@ UNKNOWNS: list[tuple[str, Resource]] = [
     ("ec2-no-public-ip", instance(associatePublicIpAddress=UNKNOWN_BOOLEAN_VALUE)),
     ("ec2-user-data-no-secrets", instance(userData=UNKNOWN_STRING_VALUE)),
     ("ec2-instance-profile", instance(iamInstanceProfile=UNKNOWN_STRING_VALUE)),
-    ("sg-world-ingress-lb-web-only", rule(role="web", fromPort=UNKNOWN_NUMBER_VALUE)),
+    ("sg-world-ingress-lb-web-only", rule(role="lb", fromPort=UNKNOWN_NUMBER_VALUE)),
+    ("sg-world-ingress-lb-web-only", rule(role="lb", cidrIpv4=UNKNOWN_STRING_VALUE)),
     ("sg-no-admin-ports", rule(fromPort=UNKNOWN_NUMBER_VALUE, toPort=UNKNOWN_NUMBER_VALUE)),
     ("sg-descriptions", rule(description=UNKNOWN_STRING_VALUE)),
     ("rds-backups", db(backupRetentionPeriod=UNKNOWN_NUMBER_VALUE)),
@@ -258,7 +259,7 @@ UNKNOWNS: list[tuple[str, Resource]] = [
 ]
 
 
-@pytest.mark.parametrize(("policy", "resource"), UNKNOWNS, ids=[p for p, _ in UNKNOWNS])
+@pytest.mark.parametrize(("policy", "resource"), UNKNOWNS, ids=[f"{p}-{i}" for i, (p, _) in enumerate(UNKNOWNS)])
 def test_unknown_values_are_skipped(policy: str, resource: Resource) -> None:
     resources = [resource]
     if policy == "vpc-flow-logs":

@@ -12,7 +12,8 @@ import pytest
 from pulumi_policy import PolicyResource
 
 from policy.foobar_policies.support import plain
-from tests.policy.adapter import Finding, analyze, engine_props, mandatory, provider_resource
+from tests.policy.adapter import Finding, analyze, engine_props, from_run, mandatory, provider_resource
+from tests.unit.harness import run
 
 Program = dict[str, tuple[list[PolicyResource], list[Finding]]]
 
@@ -145,3 +146,24 @@ def test_provider_without_role_tag_is_reported(program: Program) -> None:
             res.provider = untagged
     texts = _reported(analyze(resources, "aws-provider-default-tags"), "aws-provider-default-tags")
     assert len(texts) == 1 and texts[0].startswith("provider 'aws-web'") and "lack role" in texts[0]
+
+
+@pytest.mark.parametrize(("stack", "protected"), [("dev", True), ("prod", True), ("pr-1", False)])
+def test_policies_see_the_programs_protect(program: Program, stack: str, protected: bool) -> None:
+    """The database is registered with `protect` on long-lived stacks only, and the pack is told so."""
+    resources = program[stack][0]
+    for name in ("foobar-database-primary", "foobar-database-replica"):
+        assert _named(resources, name).opts.protect is protected, (stack, name)
+
+
+def test_unprotected_primary_on_a_long_lived_stack_is_reported() -> None:
+    """The dev program run as registered, except that the primary comes without `protect`."""
+    result = run("dev")
+    primary = result.named("foobar-database-primary")
+    assert primary.protect is True
+    primary.protect = False
+    texts = _reported(analyze(from_run(result, "dev"), "rds-deletion-protection"), "rds-deletion-protection")
+    assert texts == [
+        "Instance 'foobar-database-primary': the resource is not protected in Pulumi. "
+        "Fix: pass opts=ResourceOptions(protect=True)."
+    ]
