@@ -24,3 +24,5 @@ test: lint
 
 bench: bootstrap
 	.venv/bin/python bench/deploy_time.py
+	.venv/bin/python bench/loop_cost.py
+	.venv/bin/python bench/serve.py

@@ -324,3 +324,14 @@ def test_web_fetches_the_site_from_s3_when_given_an_archive() -> None:
     assert runcmd.index("/usr/local/sbin/foobar-fetch-site") < runcmd.index("systemctl restart nginx")
     with pytest.raises(ValueError, match="site_archive_sha256"):
         cloud_config(dataclasses.replace(web, site_archive_sha256="nope"))
+
+
+def test_the_app_writes_the_log_the_agent_ships(rendered: dict[tuple[str, str], str]) -> None:
+    """The CloudWatch agent collects files: the app's unit must write the one the agent reads."""
+    from userdata.agent import LOG_FILES
+
+    unit = decoded_files(rendered["prod", "app"])["/etc/systemd/system/foobar-app.service"][0].decode()
+    written = re.search(r"^StandardOutput=append:(\S+)$", unit, re.M)
+    assert written, unit
+    assert written.group(1) in {f.path for f in LOG_FILES["app"]}
+    assert "LogsDirectory=foobar" in unit and "StandardError=inherit" in unit
