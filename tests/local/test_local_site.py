@@ -285,3 +285,27 @@ def test_every_tls_listener_is_mozilla_intermediate(site: LocalSite) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert result.stdout.count("OK - Compliant") == 3
+
+
+def test_the_counters_the_agents_read_move_with_requests(site: LocalSite) -> None:
+    """HAProxy's Prometheus exporter and each nginx's stub_status count the requests made to the site."""
+    import re
+
+    def frontend_requests() -> float:
+        with urllib.request.urlopen(f"http://{LAYOUT.lb}:8404/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        found = re.search(r'^haproxy_frontend_http_requests_total\{proxy="https"\} (\S+)$', text, re.M)
+        assert found, "no frontend request counter for the https frontend"
+        return float(found.group(1))
+
+    def nginx_requests(address: str) -> int:
+        with urllib.request.urlopen(f"http://{address}:{LAYOUT.status_port}/stub_status", timeout=5) as resp:
+            return int(resp.read().decode().splitlines()[2].split()[2])  # "accepts handled requests"
+
+    before_lb = frontend_requests()
+    before_app = nginx_requests(LAYOUT.app[0])
+    for _ in range(25):
+        get(site, "/healthz").read()
+    assert frontend_requests() - before_lb == 25
+    # The app's nginx saw them too (plus HAProxy's own health checks meanwhile).
+    assert nginx_requests(LAYOUT.app[0]) - before_app >= 25
