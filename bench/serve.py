@@ -276,7 +276,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     with tempfile.TemporaryDirectory(prefix="foobar-bench-") as tmp:
-        os.chmod(tmp, 0o755)  # nginx workers of a root master run as nobody and must reach the site files
         site = LocalSite(Path(tmp) / "site", LAYOUT)
         try:
             print(f"bench: bringing up a local site in {site.dir} (LB {LAYOUT.lb})", flush=True)

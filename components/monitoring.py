@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import LOG_RETENTION_DAYS
+from components.settings import EMAIL, LOG_RETENTION_DAYS
 from userdata.agent import (
     HAPROXY_BACKENDS,
     HAPROXY_FRONTEND,
@@ -40,7 +40,6 @@ AWS_METRICS: dict[tuple[str, str], tuple[str, ...]] = {
 """The AWS metrics (namespace, name) -> dimension names that alarms and the dashboard use."""
 
 PERIOD = 60
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
 
 def dashboard_name(stack: str) -> str:
@@ -85,7 +84,7 @@ class MonitoringArgs:
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
             raise ValueError(f"log_retention_days must be one of {allowed}; got {self.log_retention_days!r}")
-        if self.alarm_email and not _EMAIL.match(self.alarm_email):
+        if self.alarm_email and not EMAIL.match(self.alarm_email):
             raise ValueError(f"alarm_email must be empty or an e-mail address; got {self.alarm_email!r}")
         unknown = set(self.instance_ids) - set(ROLES)
         if unknown:

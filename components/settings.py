@@ -54,7 +54,7 @@ _DB_CLASS = re.compile(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,32}$")
 # RDS identifiers, S3 bucket names, KMS aliases and SNS topics are derived from the stack name.
 STACK_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-)){0,19}[a-z0-9]$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
 # What each setting accepts, in words, for the error message.
 ALLOWED: dict[str, str] = {
@@ -175,7 +175,7 @@ class Settings(BaseModel):
     @field_validator("alarm_email")
     @classmethod
     def _email(cls, value: str) -> str:
-        if value and not _EMAIL.match(value):
+        if value and not EMAIL.match(value):
             raise ValueError("not an e-mail address")
         return value
 

@@ -81,14 +81,16 @@ class Site(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
 
-        counts: dict[plan.Tier, int] = {"public": 1, "web": s.web_count, "app": s.app_count}
+        # Per server role: the subnet tier it lives in, how many, and of which instance type.
+        tiers: dict[str, plan.Tier] = {"lb": "public", "web": "web", "app": "app"}
+        counts = {"lb": 1, "web": s.web_count, "app": s.app_count}
+        instance_types = {"lb": s.lb_instance_type, "web": s.web_instance_type, "app": s.app_instance_type}
         addresses = {
-            tier: [plan.server_address(s.vpc_cidr, tier, i, s.az_count) for i in range(count)]
-            for tier, count in counts.items()
+            role: [plan.server_address(s.vpc_cidr, tiers[role], i, s.az_count) for i in range(count)]
+            for role, count in counts.items()
         }
 
         def values(role: str, index: int, **extra: object) -> RoleValues:
-            tier: plan.Tier = "public" if role == "lb" else role  # type: ignore[assignment]
             return RoleValues(
                 role=role,  # type: ignore[arg-type]
                 stack=s.stack,
@@ -96,7 +98,7 @@ class Site(pulumi.ComponentResource):
                 domain=s.domain,
                 param_path=param_path(s.stack, role),
                 index=index,
-                private_address=addresses[tier][index],
+                private_address=addresses[role][index],
                 sumo_token_parameter=s.sumo_token_parameter,
                 **extra,  # type: ignore[arg-type]
             )
@@ -110,14 +112,13 @@ class Site(pulumi.ComponentResource):
                 )
             ]
 
-        def server_args(role: str, count: int, instance_type: str, tier: plan.Tier, **kw: object) -> ServersArgs:
-            kw.setdefault("extra_statements", sumo)
+        def server_args(role: str, **kw: object) -> ServersArgs:
             return ServersArgs(
                 role=role,
-                count=count,
-                instance_type=instance_type,
-                subnet_ids=network.subnet_ids[tier],
-                addresses=addresses[tier],
+                count=counts[role],
+                instance_type=instance_types[role],
+                subnet_ids=network.subnet_ids[tiers[role]],
+                addresses=addresses[role],
                 security_group_id=firewalls.group_ids[role],  # type: ignore[index]
                 param_path=param_path(s.stack, role),
                 partition=partition,
@@ -125,7 +126,7 @@ class Site(pulumi.ComponentResource):
                 account=account,
                 root_volume_gib=s.root_volume_gib,
                 provider=providers[role],
-                wait_for=network.egress[tier],
+                wait_for=network.egress[tiers[role]],
                 **kw,  # type: ignore[arg-type]
             )
 
@@ -146,29 +147,13 @@ class Site(pulumi.ComponentResource):
         def with_archive(role: str) -> pulumi.Output[list[dict[str, object]]]:
             return artifacts.read_statement(role).apply(lambda st: [st, *sumo])
 
-        web = Servers(
-            f"{name}-web",
-            server_args(
-                "web",
-                s.web_count,
-                s.web_instance_type,
-                "web",
-                user_data=fetching("web"),
-                extra_statements=with_archive("web"),
-            ),
-            pulumi.ResourceOptions(parent=self),
-        )
-        app = Servers(
-            f"{name}-app",
-            server_args(
-                "app",
-                s.app_count,
-                s.app_instance_type,
-                "app",
-                user_data=fetching("app"),
-                extra_statements=with_archive("app"),
-            ),
-            pulumi.ResourceOptions(parent=self),
+        web, app = (
+            Servers(
+                f"{name}-{role}",
+                server_args(role, user_data=fetching(role), extra_statements=with_archive(role)),
+                pulumi.ResourceOptions(parent=self),
+            )
+            for role in ("web", "app")
         )
 
         acm_arn = certs.acm_certificate_arn
@@ -202,9 +187,7 @@ class Site(pulumi.ComponentResource):
 
         lb = Servers(
             f"{name}-lb",
-            server_args(
-                "lb", 1, s.lb_instance_type, "public", user_data=lb_user_data, extra_statements=lb_extra, public=True
-            ),
+            server_args("lb", user_data=lb_user_data, extra_statements=lb_extra, public=True),
             pulumi.ResourceOptions(parent=self),
         )
 

@@ -108,7 +108,7 @@ class CertificateAuthority:
             .sign(key, hashes.SHA256())
         )
         ca = cls(cert=directory / "ca.pem", key=directory / "ca.key")
-        _write_private(ca.key, _key_pem(key))
+        write_private(ca.key, _key_pem(key))
         ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return ca
 
@@ -177,7 +177,7 @@ class CertificateAuthority:
             .sign(ca_key, hashes.SHA256())
         )
         files = TlsFiles(ca=Path(self.cert), cert=directory / "server.pem", key=directory / "server.key")
-        _write_private(files.key, _key_pem(key))
+        write_private(files.key, _key_pem(key))
         files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return files
 
@@ -188,7 +188,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a key so that it is never readable by others, not even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -26,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from userdata.configs import WSGI_APP, gunicorn_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / ".local-site"
@@ -196,7 +199,7 @@ class LocalSite:
         return state.url
 
     def _up(self, state: State) -> None:
-        from local.mariadb import AppAccount, CertificateAuthority, start_pair
+        from local.mariadb import AppAccount, CertificateAuthority, start_pair, write_private
         from userdata.configs import (
             HaproxyConfig,
             NginxAppConfig,
@@ -249,11 +252,7 @@ class LocalSite:
                 "FOOBAR_DB_PASSWORD": account.password,
                 "FOOBAR_DB_CA_FILE": str(ca.cert),
             }
-            env_file = home / "app.env"
-            env_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.writelines(f"{k}={v}\n" for k, v in env.items())
+            write_private(home / "app.env", "".join(f"{k}={v}\n" for k, v in env.items()).encode())
             state.pids[f"gunicorn{i}"] = self._start_gunicorn(home, address, env)
             state.save(self.state_file)
             cfg_app = NginxAppConfig(
@@ -268,9 +267,7 @@ class LocalSite:
         home = self.dir / "lb"
         tls = ca.issue_server_cert(home / "tls", lay.domain, dns_names=[lay.domain, "localhost"], ip_addresses=[lay.lb])
         pem = home / "site.pem"
-        fd = os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(Path(tls.cert).read_bytes() + Path(tls.key).read_bytes())
+        write_private(pem, Path(tls.cert).read_bytes() + Path(tls.key).read_bytes())
         cfg_lb = HaproxyConfig(
             web_servers=servers("web", lay.web),
             app_servers=servers("app", lay.app),
@@ -317,7 +314,9 @@ class LocalSite:
             "pid_file": str(home / "nginx.pid"),
             "error_log": str(home / "logs" / "error.log"),
             "access_log": str(home / "logs" / "access.log"),
-            "user": "",
+            # A root master would run its workers as nobody, who may not reach a folder under a
+            # private home or pytest's 0700 temp: workers run as whoever started the site.
+            "user": pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else "",
             "temp_dir": str(home / "tmp"),
             "worker_processes": "1",
         }
@@ -339,16 +338,7 @@ class LocalSite:
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [
             str(gunicorn),
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--keep-alive",
-            "75",
-            "--bind",
-            f"{address}:{self.layout.app_port}",
+            *gunicorn_args(f"{address}:{self.layout.app_port}", workers=2, threads=4),
             "--pid",
             str(pid_file),
             "--error-logfile",
@@ -356,7 +346,7 @@ class LocalSite:
             "--chdir",
             str(ROOT),
             "--daemon",
-            "app.main:create_app()",
+            WSGI_APP,
         ]
         subprocess.run(command, check=True, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
         pid = _read_pid(pid_file)

@@ -56,6 +56,26 @@ NGINX_CERT = "/etc/nginx/tls/server.crt"
 NGINX_KEY = "/etc/nginx/tls/server.key"
 SITE_ROOT = "/var/www/foobar"
 APP_UPSTREAM = "127.0.0.1:8000"
+WSGI_APP = "app.main:create_app()"
+APP_KEEPALIVE_S = 75
+"""gunicorn keeps idle connections longer than nginx's upstream keepalive_timeout: nginx closes first."""
+
+
+def gunicorn_args(bind: str, *, workers: int, threads: int) -> list[str]:
+    """How the app is served, the same on AWS and locally: gthread workers, which keep connections alive."""
+    return [
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--bind",
+        bind,
+        "--keep-alive",
+        str(APP_KEEPALIVE_S),
+    ]
+
 
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _UNSAFE = re.compile(r"[\s;{}#'\"]")

@@ -33,9 +33,11 @@ from userdata.configs import (
     NGINX_CONF,
     NGINX_KEY,
     SITE_ROOT,
+    WSGI_APP,
     HaproxyConfig,
     NginxAppConfig,
     NginxWebConfig,
+    gunicorn_args,
     render_haproxy_cfg,
     render_nginx_app,
     render_nginx_web,
@@ -62,7 +64,6 @@ APP_ROOT = "/opt/foobar"
 APP_ENV_FILE = f"{ETC_DIR}/app.env"
 RDS_CA_FILE = f"{ETC_DIR}/rds-ca.pem"
 RDS_CA_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
-WSGI_APP = "app.main:create_app()"
 UNIT_DIR = "/etc/systemd/system"
 FETCH_APP = "/usr/local/sbin/foobar-fetch-app"
 FETCH_SITE = "/usr/local/sbin/foobar-fetch-site"
@@ -193,6 +194,22 @@ def _archive(top: str, files: dict[str, bytes]) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
+def _fetch_archive(values: RoleValues, kind: str, url: str, sha256: str, target: str) -> list[dict[str, Any]]:
+    """The files of a boot job that unpacks an S3 archive as ``target`` (its top folder is target's name)."""
+    path = PurePosixPath(target)
+    fetch = {"region": values.region, "archive_url": url, "sha256": sha256, "dest": str(path.parent), "top": path.name}
+    config = f"{ETC_DIR}/{kind}-archive.json"
+    wrapper = FETCH_SITE if kind == "site" else FETCH_APP
+    return [_text(config, _json(fetch)), _wrapper(wrapper, "fetch-app", config, f"Unpack the {kind} archive from S3.")]
+
+
+def _check_archive(field: str, url: str, sha256: str) -> None:
+    if url and not (url.startswith("s3://") and "/" in url.removeprefix("s3://")):
+        raise ValueError(f"RoleValues.{field}_archive_url: {url!r} must look like s3://bucket/key")
+    if url and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"RoleValues.{field}_archive_sha256: must be the archive's sha256 (64 hex digits)")
+
+
 def _validate(values: RoleValues) -> None:
     if values.role not in PACKAGES:
         raise ValueError(f"RoleValues.role: {values.role!r} is not one of {sorted(PACKAGES)}")
@@ -202,18 +219,8 @@ def _validate(values: RoleValues) -> None:
         raise ValueError("RoleValues.region: must not be empty")
     if values.acm_certificate_arn and not values.acm_certificate_arn.startswith("arn:"):
         raise ValueError(f"RoleValues.acm_certificate_arn: {values.acm_certificate_arn!r} is not an ARN")
-    if values.app_archive_url and not (
-        values.app_archive_url.startswith("s3://") and "/" in values.app_archive_url.removeprefix("s3://")
-    ):
-        raise ValueError(f"RoleValues.app_archive_url: {values.app_archive_url!r} must look like s3://bucket/key")
-    if values.app_archive_url and not re.fullmatch(r"[0-9a-f]{64}", values.app_archive_sha256):
-        raise ValueError("RoleValues.app_archive_sha256: must be the archive's sha256 (64 hex digits)")
-    if values.site_archive_url and not (
-        values.site_archive_url.startswith("s3://") and "/" in values.site_archive_url.removeprefix("s3://")
-    ):
-        raise ValueError(f"RoleValues.site_archive_url: {values.site_archive_url!r} must look like s3://bucket/key")
-    if values.site_archive_url and not re.fullmatch(r"[0-9a-f]{64}", values.site_archive_sha256):
-        raise ValueError("RoleValues.site_archive_sha256: must be the archive's sha256 (64 hex digits)")
+    _check_archive("app", values.app_archive_url, values.app_archive_sha256)
+    _check_archive("site", values.site_archive_url, values.site_archive_sha256)
     if values.acm_certificate_arn and values.role != "lb":
         raise ValueError("RoleValues.acm_certificate_arn: only the 'lb' role serves the public certificate")
 
@@ -263,17 +270,7 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
     elif role == "web":
         files.append(_text(NGINX_CONF, render_nginx_web(NginxWebConfig.for_aws(values)), defer=True))
         if values.site_archive_url:
-            fetch = {
-                "region": values.region,
-                "archive_url": values.site_archive_url,
-                "sha256": values.site_archive_sha256,
-                "dest": str(PurePosixPath(SITE_ROOT).parent),
-                "top": PurePosixPath(SITE_ROOT).name,
-            }
-            files += [
-                _text(f"{ETC_DIR}/site-archive.json", _json(fetch)),
-                _wrapper(FETCH_SITE, "fetch-app", f"{ETC_DIR}/site-archive.json", "Unpack the static site from S3."),
-            ]
+            files += _fetch_archive(values, "site", values.site_archive_url, values.site_archive_sha256, SITE_ROOT)
             runcmd.append([FETCH_SITE])
         else:
             site, _ = fingerprint_files(read_site(site_dir))
@@ -281,16 +278,7 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
     else:
         files.append(_text(NGINX_CONF, render_nginx_app(NginxAppConfig.for_aws(values)), defer=True))
         if values.app_archive_url:
-            fetch = {
-                "region": values.region,
-                "archive_url": values.app_archive_url,
-                "sha256": values.app_archive_sha256,
-                "dest": APP_ROOT,
-            }
-            files += [
-                _text(f"{ETC_DIR}/app-archive.json", _json(fetch)),
-                _wrapper(FETCH_APP, "fetch-app", f"{ETC_DIR}/app-archive.json", "Unpack the app code from S3."),
-            ]
+            files += _fetch_archive(values, "app", values.app_archive_url, values.app_archive_sha256, f"{APP_ROOT}/app")
             runcmd.append([FETCH_APP])
         else:
             code = app_files(app_dir)
@@ -312,9 +300,7 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
                 "foobar-app.service",
                 env_file=APP_ENV_FILE,
                 app_root=APP_ROOT,
-                workers=2,
-                threads=8,
-                bind=APP_UPSTREAM,
+                args=" ".join(gunicorn_args(APP_UPSTREAM, workers=2, threads=8)),
                 wsgi=WSGI_APP,
             ),
         ]

@@ -33,20 +33,12 @@ LAYOUT = Layout(
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSite]:
-    s = LocalSite(readable(tmp_path_factory.mktemp("site")), LAYOUT)
+    s = LocalSite(tmp_path_factory.mktemp("site"), LAYOUT)
     s.up()
     try:
         yield s
     finally:
         s.down()
-
-
-def readable(path: Path) -> Path:
-    """pytest makes its folders 0700; nginx workers (nobody, when started by root) must reach the site."""
-    for p in (path, *path.parents):
-        if str(p).startswith(("/tmp/", "/var/tmp/")) and p.is_dir():
-            p.chmod(p.stat().st_mode | 0o055)
-    return path
 
 
 def ctx(site: LocalSite) -> ssl.SSLContext:
@@ -223,7 +215,7 @@ def test_down_leaves_nothing_and_a_stale_run_is_cleaned(tmp_path: Path) -> None:
     layout = Layout(
         lb="127.0.111.1", web=("127.0.121.1",), app=("127.0.131.1",), db_primary="127.0.141.1", db_replica="127.0.141.2"
     )
-    s = LocalSite(readable(tmp_path) / "stale", layout)
+    s = LocalSite(tmp_path / "stale", layout)
     s.up()
     pids = dict(s.running())
     state = json.loads(s.state_file.read_text())
