@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.kms import account_administers_key
 from components.settings import EMAIL, LOG_RETENTION_DAYS
 from userdata.agent import (
     HAPROXY_BACKENDS,
@@ -57,7 +58,6 @@ class MonitoringArgs:
     region: str
     account: str
     """AWS account id: the KMS key policy names it."""
-    log_retention_days: int
     alarm_email: str
     """E-mail subscribed to the alarm topic; empty means no subscription."""
     instance_ids: Mapping[str, Sequence[pulumi.Input[str]]]
@@ -68,8 +68,6 @@ class MonitoringArgs:
     provider: pulumi.ProviderResource
     """The provider tagged role=monitoring."""
     partition: str = "aws"
-    log_group_prefix: str | None = None
-    """Defaults to /foobar/<stack>; must match what the agents were given."""
     cpu_alarm_percent: float = 80.0
     disk_alarm_percent: float = 85.0
     db_connections_alarm: int = 50
@@ -81,9 +79,6 @@ class MonitoringArgs:
 
     def validate(self) -> None:
         """Bad input stops here with a message naming the argument."""
-        if self.log_retention_days not in LOG_RETENTION_DAYS:
-            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
-            raise ValueError(f"log_retention_days must be one of {allowed}; got {self.log_retention_days!r}")
         if self.alarm_email and not EMAIL.match(self.alarm_email):
             raise ValueError(f"alarm_email must be empty or an e-mail address; got {self.alarm_email!r}")
         unknown = set(self.instance_ids) - set(ROLES)
@@ -212,24 +207,98 @@ def dashboard_body(
     return {"widgets": widgets}
 
 
+@dataclass
+class AgentLogsArgs:
+    stack: str
+    log_retention_days: int
+    provider: pulumi.ProviderResource
+    """The provider tagged role=monitoring."""
+    log_group_prefix: str | None = None
+    """Defaults to /foobar/<stack>; must match what the agents were given."""
+
+    def validate(self) -> None:
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
+            raise ValueError(f"log_retention_days must be one of {allowed}; got {self.log_retention_days!r}")
+
+
+class AgentLogs(pulumi.ComponentResource):
+    """The log groups every agent writes into, with retention, made before any server.
+
+    Servers depend on them, so ``pulumi destroy`` removes the servers first: an agent still running
+    can't write into (and, lacking ``logs:CreateLogGroup``, can't recreate) a deleted group, which
+    would otherwise outlive the stack without retention and make the next stack of that name fail
+    with ``ResourceAlreadyExistsException``.
+    """
+
+    groups: dict[str, list[pulumi.Resource]]
+    """Per role, the log group resources its servers wait for."""
+    names: dict[str, list[str]]
+
+    def __init__(self, name: str, args: AgentLogsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("foobar:monitoring:AgentLogs", name, None, opts)
+        args.validate()
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.groups = {role: [] for role in ROLES}
+        self.names = {role: [] for role in ROLES}
+        for (role, key), group in log_group_names(args.stack, prefix=args.log_group_prefix).items():
+            lg = aws.cloudwatch.LogGroup(
+                f"{name}-{role}-{key}", name=group, retention_in_days=args.log_retention_days, opts=child
+            )
+            self.groups[role].append(lg)
+            self.names[role].append(group)
+        self.register_outputs({"logGroups": sorted(n for names in self.names.values() for n in names)})
+
+
+def agent_statements(
+    *, partition: str, region: str, account: str, log_groups: Sequence[str]
+) -> list[dict[str, object]]:
+    """What a role's CloudWatch agent needs, instead of CloudWatchAgentServerPolicy.
+
+    The managed policy allows ``logs:CreateLogGroup`` and ``logs:PutRetentionPolicy`` on every group:
+    an agent could recreate a group of a destroyed stack, without retention. Here the agent writes
+    only into its role's groups and publishes metrics only in the project's namespace.
+    """
+    arns = [f"arn:{partition}:logs:{region}:{account}:log-group:{g}" for g in log_groups]
+    return [
+        {
+            "Sid": "AgentWritesOwnLogGroups",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Resource": [*arns, *(f"{a}:*" for a in arns)],
+        },
+        {
+            "Sid": "AgentDescribesLogGroups",
+            "Effect": "Allow",
+            "Action": "logs:DescribeLogGroups",
+            "Resource": f"arn:{partition}:logs:{region}:{account}:log-group:*",
+        },
+        {
+            "Sid": "AgentPublishesProjectMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
+        },
+        {
+            "Sid": "AgentReadsInstanceFacts",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeTags", "ec2:DescribeVolumes"],
+            "Resource": "*",
+        },
+    ]
+
+
 class Monitoring(pulumi.ComponentResource):
     topic_arn: pulumi.Output[str]
     dashboard_name: str
     alarm_names: list[str]
-    log_groups: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("foobar:monitoring:Monitoring", name, None, opts)
         args.validate()
         s = args.stack
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-
-        self.log_groups = {}
-        for (role, key), group in log_group_names(s, prefix=args.log_group_prefix).items():
-            lg = aws.cloudwatch.LogGroup(
-                f"{name}-{role}-{key}", name=group, retention_in_days=args.log_retention_days, opts=child
-            )
-            self.log_groups[group] = lg.arn
 
         prefix = alarm_prefix(s)
         kms_key = aws.kms.Key(
@@ -252,17 +321,20 @@ class Monitoring(pulumi.ComponentResource):
 
         self.alarm_names = []
 
-        def alarm(suffix: str, description: str, **kw: Any) -> None:
+        def alarm(suffix: str, description: str, *, announce_ok: bool = False, **kw: Any) -> None:
+            """announce_ok: also notify when it clears. Only service-level alarms do, so a deploy that
+            replaces servers doesn't flood the subscription with OK messages of new per-host alarms."""
             alarm_name = f"{prefix}-{suffix}"
             self.alarm_names.append(alarm_name)
-            kw.setdefault("period", PERIOD)
+            if "metric_queries" not in kw:  # with metric queries, the period lives in each query
+                kw.setdefault("period", PERIOD)
             kw.setdefault("treat_missing_data", "missing")
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{suffix}",
                 name=alarm_name,
                 alarm_description=description,
                 alarm_actions=[topic.arn],
-                ok_actions=[topic.arn],
+                ok_actions=[topic.arn] if announce_ok else [],
                 opts=child,
                 **kw,
             )
@@ -285,6 +357,7 @@ class Monitoring(pulumi.ComponentResource):
             evaluation_periods=5,
             datapoints_to_alarm=3,
             treat_missing_data="notBreaching",
+            announce_ok=True,
             metric_queries=[
                 query("e", "haproxy_frontend_http_responses_total", _lb(s, proxy=fe, code="5xx")),
                 query("r", "haproxy_frontend_http_requests_total", _lb(s, proxy=fe)),
@@ -304,6 +377,7 @@ class Monitoring(pulumi.ComponentResource):
                 comparison_operator="LessThanThreshold",
                 threshold=1,
                 evaluation_periods=2,
+                announce_ok=True,
             )
             alarm(
                 f"{tier}-server-down",
@@ -330,7 +404,8 @@ class Monitoring(pulumi.ComponentResource):
                     comparison_operator="GreaterThanOrEqualToThreshold",
                     threshold=1,
                     evaluation_periods=2,
-                    treat_missing_data="breaching",
+                    # A new instance has no data yet: that is not a failed check.
+                    treat_missing_data="missing",
                 )
                 alarm(
                     f"{role}-{i}-cpu",
@@ -405,6 +480,7 @@ class Monitoring(pulumi.ComponentResource):
                 comparison_operator="GreaterThanThreshold",
                 threshold=args.replica_lag_alarm_seconds,
                 evaluation_periods=5,
+                announce_ok=True,
             )
 
         self.dashboard_name = dashboard_name(s)
@@ -423,7 +499,6 @@ class Monitoring(pulumi.ComponentResource):
                 "alarmTopicArn": self.topic_arn,
                 "dashboardName": self.dashboard_name,
                 "alarmNames": self.alarm_names,
-                "logGroups": sorted(self.log_groups),
             }
         )
 
@@ -434,13 +509,7 @@ def _key_policy(args: MonitoringArgs, prefix: str) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                "Sid": "AccountAdministersKey",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
+            account_administers_key(partition, account),
             {
                 "Sid": "CloudWatchAlarmsPublish",
                 "Effect": "Allow",

@@ -150,7 +150,7 @@ class Network(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        flow_policy = aws.iam.RolePolicy(
             f"{name}-flow-logs-policy",
             role=flow_role.id,
             policy=flow_group.arn.apply(
@@ -162,7 +162,14 @@ class Network(pulumi.ComponentResource):
                                 "Effect": "Allow",
                                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                                 "Resource": [arn, f"{arn}:*"],
-                            }
+                            },
+                            {
+                                # Flow logs look their group up before delivering (VPC User Guide,
+                                # "IAM role for publishing flow logs to CloudWatch Logs").
+                                "Effect": "Allow",
+                                "Action": "logs:DescribeLogGroups",
+                                "Resource": arn.rsplit(":log-group:", 1)[0] + ":log-group:*",
+                            },
                         ],
                     }
                 )
@@ -176,7 +183,9 @@ class Network(pulumi.ComponentResource):
             log_destination_type="cloud-watch-logs",
             log_destination=flow_group.arn,
             iam_role_arn=flow_role.arn,
-            opts=child,
+            # Without its policy in place, the flow log is created but can't deliver (and says so
+            # only in its DeliverLogsErrorMessage).
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[flow_policy])),
         )
 
         self.vpc_id = vpc.id

@@ -1,8 +1,8 @@
 """The servers of one role: IAM role with least privilege, instance profile, EC2 instances.
 
 Every instance: Ubuntu 24.04 LTS looked up at deploy time, IMDSv2 only, encrypted gp3 root volume,
-no public address (the load balancer gets an Elastic IP), fixed private address from the plan, and
-user-data that is replaced with the instance when it changes.
+no public address but the load balancer's (its own at launch, then the Elastic IP), fixed private
+address from the plan, and user-data that is replaced with the instance when it changes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ _GRAVITON = re.compile(r"^(a1|[a-z]+\d+[a-z]*g[a-z]*)\.")
 
 MANAGED_POLICIES = (
     "arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",  # Session Manager instead of SSH
-    "arn:{partition}:iam::aws:policy/CloudWatchAgentServerPolicy",  # metrics and logs
 )
+# The CloudWatch agent's permissions are inline (components.monitoring.agent_statements): the managed
+# CloudWatchAgentServerPolicy would let it create log groups, and recreate a destroyed stack's.
 
 
 def architecture(instance_type: str) -> str:
@@ -119,7 +120,9 @@ class ServersArgs:
     public: bool = False
     """Give each server an Elastic IP (the load balancer)."""
     wait_for: Sequence[pulumi.Resource] = ()
-    """Resources a first boot needs (the default route out), so cloud-init can install packages."""
+    """Resources a first boot needs (the default route out, the log groups its agent writes into).
+
+    Waiting also orders ``pulumi destroy``: the servers go before what they need."""
 
 
 class Servers(pulumi.ComponentResource):
@@ -127,6 +130,7 @@ class Servers(pulumi.ComponentResource):
     private_ips: list[pulumi.Output[str]]
     public_ips: list[pulumi.Output[str]]
     role_name: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: ServersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("foobar:servers:Servers", name, None, opts)
@@ -176,7 +180,11 @@ class Servers(pulumi.ComponentResource):
                 private_ip=args.addresses[i],
                 vpc_security_group_ids=[args.security_group_id],
                 iam_instance_profile=profile.name,
-                associate_public_ip_address=False,
+                # The load balancer has a way out from its first second (an address of its own until
+                # the Elastic IP replaces it), so its first boot doesn't race the EIP association.
+                # False with an EIP would also replace it on every later `pulumi up`: the provider
+                # reads an associated EIP back as true (terraform-provider-aws#37318).
+                associate_public_ip_address=args.public,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
                     http_endpoint="enabled",
                     http_tokens="required",  # IMDSv2 only
@@ -208,6 +216,7 @@ class Servers(pulumi.ComponentResource):
                 )
                 self.public_ips.append(eip.public_ip)
         self.role_name = role.name
+        self.role_arn = role.arn
         self.register_outputs(
             {
                 "instanceIds": self.instance_ids,

@@ -72,6 +72,9 @@ ALLOWED: dict[str, str] = {
     "rootVolumeGiB": "an integer from 8 to 1024",
     "dbInstanceClass": 'an RDS class shaped like "db.family.size", e.g. db.t4g.micro',
     "dbEngineVersion": '"8.4" or "8.0"',
+    "dbReplicaEngineVersion": 'empty, "8.4" or "8.0", not older than dbEngineVersion, with dbReplica true',
+    "dbPasswordVersion": "an integer from 1 to 1000000",
+    "dbApplyImmediately": "true or false",
     "dbAllocatedStorageGiB": "an integer from 20 to 16384",
     "dbMultiAz": "true or false",
     "dbReplica": "true or false",
@@ -110,6 +113,9 @@ class Settings(BaseModel):
     root_volume_gib: int = Field(alias="rootVolumeGiB", ge=8, le=1024)
     db_instance_class: str = Field(alias="dbInstanceClass", pattern=_DB_CLASS.pattern)
     db_engine_version: Literal["8.4", "8.0"] = Field(alias="dbEngineVersion")
+    db_replica_engine_version: Literal["", "8.4", "8.0"] = Field(alias="dbReplicaEngineVersion")
+    db_password_version: int = Field(alias="dbPasswordVersion", ge=1, le=1_000_000)
+    db_apply_immediately: bool = Field(alias="dbApplyImmediately")
     db_allocated_storage_gib: int = Field(alias="dbAllocatedStorageGiB", ge=20, le=16384)
     db_multi_az: bool = Field(alias="dbMultiAz")
     db_replica: bool = Field(alias="dbReplica")
@@ -199,6 +205,14 @@ class Settings(BaseModel):
             raise _CrossError("dbBackupRetentionDays", 0, "dbReplica is true and a read replica needs backups")
         if self.db_backup_retention_days == 0 and not self.ephemeral:
             raise _CrossError("dbBackupRetentionDays", 0, "backups can be off only on ephemeral stacks")
+        if self.db_replica_engine_version and not self.db_replica:
+            raise _CrossError("dbReplicaEngineVersion", self.db_replica_engine_version, "set, but dbReplica is false")
+        if self.db_replica_engine_version and float(self.db_replica_engine_version) < float(self.db_engine_version):
+            raise _CrossError(
+                "dbReplicaEngineVersion",
+                self.db_replica_engine_version,
+                f"older than dbEngineVersion {self.db_engine_version}; a replica can't run behind its source",
+            )
         if self.expires_at and not self.ephemeral:
             raise _CrossError("expiresAt", self.expires_at, "set, but ephemeral is false")
         if self.hosted_zone_id and self.public_certificate != "acm":

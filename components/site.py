@@ -12,9 +12,16 @@ import pulumi_aws as aws
 from components import plan
 from components.artifacts import Artifacts, ArtifactsArgs
 from components.certificates import Certificates, CertificatesArgs, param_path
-from components.database import Database, DatabaseArgs
+from components.database import Database, DatabaseArgs, reader_statements
 from components.firewalls import Firewalls, FirewallsArgs
-from components.monitoring import Monitoring, MonitoringArgs, sumo_token_statement
+from components.monitoring import (
+    AgentLogs,
+    AgentLogsArgs,
+    Monitoring,
+    MonitoringArgs,
+    agent_statements,
+    sumo_token_statement,
+)
 from components.network import Network, NetworkArgs
 from components.servers import Servers, ServersArgs
 from components.settings import PROJECT, Settings
@@ -81,6 +88,13 @@ class Site(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
 
+        # The agents' log groups exist before any server and outlive them (see AgentLogs).
+        logs = AgentLogs(
+            f"{name}-logs",
+            AgentLogsArgs(stack=s.stack, log_retention_days=s.log_retention_days, provider=providers["monitoring"]),
+            pulumi.ResourceOptions(parent=self),
+        )
+
         # Per server role: the subnet tier it lives in, how many, and of which instance type.
         tiers: dict[str, plan.Tier] = {"lb": "public", "web": "web", "app": "app"}
         counts = {"lb": 1, "web": s.web_count, "app": s.app_count}
@@ -112,6 +126,13 @@ class Site(pulumi.ComponentResource):
                 )
             ]
 
+        def agent(role: str) -> list[dict[str, object]]:
+            """The role's CloudWatch agent permissions, plus the Sumo token when configured."""
+            return [
+                *agent_statements(partition=partition, region=region, account=account, log_groups=logs.names[role]),
+                *sumo,
+            ]
+
         def server_args(role: str, **kw: object) -> ServersArgs:
             return ServersArgs(
                 role=role,
@@ -126,7 +147,7 @@ class Site(pulumi.ComponentResource):
                 account=account,
                 root_volume_gib=s.root_volume_gib,
                 provider=providers[role],
-                wait_for=network.egress[tiers[role]],
+                wait_for=[*network.egress[tiers[role]], *logs.groups[role]],
                 **kw,  # type: ignore[arg-type]
             )
 
@@ -145,7 +166,7 @@ class Site(pulumi.ComponentResource):
             return user_data
 
         def with_archive(role: str) -> pulumi.Output[list[dict[str, object]]]:
-            return artifacts.read_statement(role).apply(lambda st: [st, *sumo])
+            return artifacts.read_statement(role).apply(lambda st: [st, *agent(role)])
 
         web, app = (
             Servers(
@@ -157,7 +178,7 @@ class Site(pulumi.ComponentResource):
         )
 
         acm_arn = certs.acm_certificate_arn
-        lb_extra: pulumi.Input[list[dict[str, object]]] = sumo
+        lb_extra: pulumi.Input[list[dict[str, object]]] = agent("lb")
         if acm_arn is not None:
             lb_extra = acm_arn.apply(
                 lambda arn: [
@@ -167,7 +188,7 @@ class Site(pulumi.ComponentResource):
                         "Action": "acm:ExportCertificate",
                         "Resource": arn,
                     },
-                    *sumo,
+                    *agent("lb"),
                 ]
             )
 
@@ -191,10 +212,18 @@ class Site(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
 
-        db_sg = firewalls.group_ids["db"]
         db = Database(
             f"{name}-database",
-            DatabaseArgs(s, network.subnet_ids["db"], db_sg, providers["db"], partition),
+            DatabaseArgs(
+                settings=s,
+                subnet_ids=network.subnet_ids["db"],
+                security_group_id=firewalls.group_ids["db"],
+                provider=providers["db"],
+                account=account,
+                region=region,
+                partition=partition,
+                readers=[app.role_arn],
+            ),
             pulumi.ResourceOptions(parent=self),
         )
         # The app learns where the database is from SSM at boot, so no server waits for RDS.
@@ -216,20 +245,8 @@ class Site(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-app-db-secret",
             role=app.role_name,
-            policy=db.secret_arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "ReadDatabaseSecret",
-                                "Effect": "Allow",
-                                "Action": "secretsmanager:GetSecretValue",
-                                "Resource": arn,
-                            }
-                        ],
-                    }
-                )
+            policy=pulumi.Output.all(db.secret_arn, db.secret_key_arn).apply(
+                lambda v: json.dumps({"Version": "2012-10-17", "Statement": reader_statements(v[0], v[1], region)})
             ),
             opts=app_opts,
         )
@@ -241,7 +258,6 @@ class Site(pulumi.ComponentResource):
                 region=region,
                 account=account,
                 partition=partition,
-                log_retention_days=s.log_retention_days,
                 alarm_email=s.alarm_email,
                 instance_ids={"lb": lb.instance_ids, "web": web.instance_ids, "app": app.instance_ids},
                 db_primary_identifier=db.primary_identifier,

@@ -163,11 +163,11 @@ CATALOG: Final[tuple[Entry, ...]] = (
     Entry("rds-minor-upgrades", MANDATORY, "CKV_AWS_226", "Automatic minor upgrades stay on.", rds.minor_upgrades, DB),
     Entry("rds-log-exports", MANDATORY, "CKV_AWS_129", "Database logs are exported.", rds.log_exports, DB),
     Entry(
-        "rds-managed-password",
+        "rds-master-password",
         MANDATORY,
         "DESIGN 3",
-        "Primaries let RDS manage the master password; no password input.",
-        rds.managed_password,
+        "Primaries get a generated password write-only (password_wo); never RDS-managed, never password=.",
+        rds.master_password,
         DB,
     ),
     Entry(

@@ -9,7 +9,15 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.monitoring import AWS_METRICS, Monitoring, MonitoringArgs, dashboard_name
+from components.monitoring import (
+    AWS_METRICS,
+    AgentLogs,
+    AgentLogsArgs,
+    Monitoring,
+    MonitoringArgs,
+    agent_statements,
+    dashboard_name,
+)
 from tests.unit.harness import Recorder
 from userdata import agent
 
@@ -24,13 +32,13 @@ def _build(replica: bool = True, email: str = "ops@example.com") -> Recorder:
     @pulumi.runtime.test
     def program() -> None:
         provider = aws.Provider("aws-monitoring", region="eu-west-1")
+        AgentLogs("logs", AgentLogsArgs(stack="dev", log_retention_days=7, provider=provider))
         Monitoring(
             "mon",
             MonitoringArgs(
                 stack="dev",
                 region="eu-west-1",
                 account="123456789012",
-                log_retention_days=7,
                 alarm_email=email,
                 instance_ids={
                     "lb": [pulumi.Output.from_input("i-lb0")],
@@ -68,8 +76,39 @@ def test_every_alarm_notifies_the_topic(mocks: Recorder) -> None:
     assert len(alarms) >= 10
     for alarm in alarms:
         assert alarm.inputs["alarmActions"] == [arn], alarm.name
-        assert alarm.inputs["okActions"] == [arn], alarm.name
         assert alarm.inputs["name"].startswith("foobar-dev-")
+
+
+SERVICE_ALARMS = {
+    "foobar-dev-lb-5xx-rate",
+    "foobar-dev-web-backend-down",
+    "foobar-dev-app-backend-down",
+    "foobar-dev-db-replica-lag",
+}
+
+
+def test_only_service_alarms_announce_recovery(mocks: Recorder) -> None:
+    """Every new alarm goes INSUFFICIENT_DATA -> OK once: with OK actions on every per-host alarm,
+    each deploy that replaces servers floods the subscription."""
+    arn = _topic_arn(mocks)
+    announcing = {a.inputs["name"] for a in _of(mocks, ALARM) if a.inputs.get("okActions")}
+    assert announcing == SERVICE_ALARMS
+    assert all(a.inputs["okActions"] == [arn] for a in _of(mocks, ALARM) if a.inputs["name"] in announcing)
+
+
+def test_a_new_instance_is_not_a_failed_status_check(mocks: Recorder) -> None:
+    """Missing data treated as breaching fires for every instance that hasn't reported yet."""
+    checks = [a.inputs for a in _of(mocks, ALARM) if a.inputs.get("metricName") == "StatusCheckFailed"]
+    assert checks and all(c["treatMissingData"] in ("missing", "notBreaching") for c in checks)
+
+
+def test_alarms_with_metric_queries_set_no_period(mocks: Recorder) -> None:
+    """The provider: with a metric_query, no metric_name, namespace, period or statistic."""
+    queried = [a.inputs for a in _of(mocks, ALARM) if a.inputs.get("metricQueries")]
+    assert queried
+    for inputs in queried:
+        assert not {"metricName", "namespace", "period", "statistic", "extendedStatistic", "dimensions"} & set(inputs)
+        assert all(q["metric"]["period"] == 60 for q in inputs["metricQueries"] if "metric" in q)
 
 
 def test_every_alarm_metric_is_emitted(mocks: Recorder) -> None:
@@ -134,6 +173,22 @@ def test_log_groups_match_the_agents_and_have_retention(mocks: Recorder) -> None
             assert entry["log_group_name"] in groups
 
 
+def test_agent_statements_name_only_the_given_groups() -> None:
+    statements = agent_statements(partition="aws", region="eu-west-1", account="123456789012", log_groups=["/a/b"])
+    (write,) = [s for s in statements if "logs:PutLogEvents" in s["Action"]]
+    assert write["Resource"] == [
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/a/b",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/a/b:*",
+    ]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "logs:CreateLogGroup" not in actions
+
+
+def test_agent_logs_refuse_a_bad_retention() -> None:
+    with pytest.raises(ValueError, match="log_retention_days"):
+        AgentLogsArgs(stack="dev", log_retention_days=2, provider=None).validate()  # type: ignore[arg-type]
+
+
 def test_children_use_the_given_provider(mocks: Recorder) -> None:
     children = [r for r in mocks.resources if r.type.startswith("aws:")]
     assert children
@@ -183,7 +238,6 @@ def test_dashboard_parses_and_uses_only_emitted_metrics(mocks: Recorder) -> None
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("log_retention_days", 2, "log_retention_days"),
         ("alarm_email", "not-an-email", "alarm_email"),
         ("instance_ids", {"lb": ["i-1"], "web": [], "app": ["i-2"]}, "instance_ids"),
         ("account", "123", "account"),
@@ -194,7 +248,6 @@ def test_bad_arguments_are_named(field: str, value: Any, match: str) -> None:
         stack="dev",
         region="eu-west-1",
         account="123456789012",
-        log_retention_days=7,
         alarm_email="",
         instance_ids={"lb": ["i-1"], "web": ["i-2"], "app": ["i-3"]},
         db_primary_identifier="db",

@@ -38,7 +38,8 @@ GOOD_DB: dict[str, Any] = {
     "autoMinorVersionUpgrade": True,
     "enabledCloudwatchLogsExports": ["error"],
     "copyTagsToSnapshot": True,
-    "manageMasterUserPassword": True,
+    "passwordWo": "[secret]",
+    "passwordWoVersion": 1,
     "multiAz": True,
     "deletionProtection": True,
     "skipFinalSnapshot": False,
@@ -86,7 +87,7 @@ VIOLATIONS: dict[str, tuple[list[Resource], str]] = {
     "rds-iam-auth": ([db(iamDatabaseAuthenticationEnabled=False)], "iam_database_authentication_enabled"),
     "rds-minor-upgrades": ([db(autoMinorVersionUpgrade=False)], "auto_minor_version_upgrade"),
     "rds-log-exports": ([db(enabledCloudwatchLogsExports=[])], "enabled_cloudwatch_logs_exports"),
-    "rds-managed-password": ([db(password="hunter22", manageMasterUserPassword=False)], "manage_master_user"),
+    "rds-master-password": ([db(manageMasterUserPassword=True)], "password_wo"),
     "rds-tls-required": (
         [db(), Resource(PARAMS, "bad-params", {"name": "bad-params", "parameters": []}, role="db")],
         "require_secure_transport",
@@ -161,7 +162,13 @@ def test_levels_split_security_from_cost() -> None:
         rule(fromPort=80, toPort=80, role="lb"),
         rule(EGRESS, role="web", fromPort=443, toPort=443),
         db(),
-        db(replicateSourceDb="primary", backupRetentionPeriod=0, manageMasterUserPassword=None, storageEncrypted=None),
+        db(
+            replicateSourceDb="primary",
+            backupRetentionPeriod=0,
+            passwordWo=None,
+            passwordWoVersion=None,
+            storageEncrypted=None,
+        ),
         Resource(
             ACM, "ok", {"domainName": "www.foobar.com", "validationMethod": "DNS", "keyAlgorithm": "EC_prime256v1"}
         ),
@@ -284,3 +291,17 @@ def test_docs_list_every_policy_with_its_level() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
     for entry in CATALOG:
         assert f"| `{entry.name}` | {entry.level.value} |" in text, entry.name
+
+
+@pytest.mark.parametrize(
+    ("resource", "match"),
+    [
+        (db(manageMasterUserPassword=True), "no read replica"),
+        (db(password="hunter22", passwordWo=None), "password_wo="),
+        (db(passwordWoVersion=None), "password_wo_version"),
+        (db(replicateSourceDb="primary", passwordWo="x", passwordWoVersion=None), "inherits"),
+    ],
+)
+def test_master_password_findings(resource: Resource, match: str) -> None:
+    messages = [f.message for f in analyze(crafted([resource]), only="rds-master-password")]
+    assert messages and any(match in m for m in messages), messages

@@ -109,7 +109,7 @@ def test_app_server_with_a_foreign_group_is_reported(program: Program) -> None:
 
 def test_parameter_group_without_tls_is_reported(program: Program) -> None:
     resources = dev(program)
-    params = _named(resources, "foobar-database-params")
+    params = _named(resources, "foobar-database-params-mysql84")
     kept = [p for p in plain(params.props)["parameters"] if p["name"] != "require_secure_transport"]
     texts = _reported(
         analyze(_swap(resources, _with_props(params, parameters=kept)), "rds-tls-required"), "rds-tls-required"

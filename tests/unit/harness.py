@@ -146,6 +146,19 @@ class Recorder(pulumi.runtime.Mocks):
             )
         elif t in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK{digest}\n-----END CERTIFICATE-----\n"
+        elif t == "random:index/randomString:RandomString":
+            length = int(inputs.get("length", 8))
+            out["result"] = (digest * 4)[:length]
+        elif t == "random:index/randomPassword:RandomPassword":
+            # Recognisable, so tests can look for it wherever it must not be.
+            out["result"] = f"MOCK-PASSWORD-{digest[:12]}"
+        elif t == "aws:secretsmanager/secret:Secret":
+            out["arn"] = (
+                f"arn:aws:secretsmanager:{self.region}:{ACCOUNT}:secret:{inputs.get('namePrefix', '')}{digest[:6]}"
+            )
+        elif t == "aws:kms/key:Key":
+            out["arn"] = f"arn:aws:kms:{self.region}:{ACCOUNT}:key/{digest[:8]}"
+            out["keyId"] = digest[:8]
         elif t == "tls:index/certRequest:CertRequest":
             out["certRequestPem"] = "-----BEGIN CERTIFICATE REQUEST-----\nMOCK\n-----END CERTIFICATE REQUEST-----\n"
         out.setdefault("arn", f"arn:aws:mock:{self.region}:{ACCOUNT}:{args.name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pytest
 
@@ -128,3 +129,17 @@ def test_nat_gateways_never_take_a_server_address(runs: dict[str, Run]) -> None:
     # Even in the smallest VPC the NAT address is a usable host of its /28.
     assert plan.nat_address("10.0.0.0/24", 0) == "10.0.0.5"
     assert plan.server_address("10.0.0.0/24", "public", 0, 2) == "10.0.0.10"
+
+
+def test_flow_log_role_can_deliver_before_the_flow_log_exists(stack_run: Run) -> None:
+    """The VPC User Guide's flow-log role needs logs:DescribeLogGroups too, and the flow log must
+    not be created before its role's policy (it would be created, then fail to deliver)."""
+    (flow,) = stack_run.of_type("aws:ec2/flowLog:FlowLog")
+    (policy,) = [p for p in stack_run.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.endswith("flow-logs-policy")]
+    doc = json.loads(policy.inputs["policy"])
+    actions = {
+        a for st in doc["Statement"] for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+    assert {"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:DescribeLogGroups"} <= actions
+    assert "logs:CreateLogGroup" not in actions
+    assert policy.urn in flow.dependencies

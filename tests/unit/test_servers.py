@@ -38,7 +38,7 @@ def test_every_instance_is_hardened(stack_run: Run) -> None:
         root = inst.inputs["rootBlockDevice"]
         assert root["encrypted"] is True and root["volumeType"] == "gp3", inst.name
         assert inst.inputs["userDataReplaceOnChange"] is True
-        assert inst.inputs["associatePublicIpAddress"] is False
+        assert inst.inputs["associatePublicIpAddress"] is inst.name.startswith("foobar-lb-")
         assert inst.inputs["iamInstanceProfile"]
         assert inst.inputs["ami"].startswith("ami-ubuntu-")
 
@@ -215,3 +215,57 @@ def test_artifact_bucket_is_private_and_encrypted(stack_run: Run) -> None:
     assert endpoint.inputs["vpcEndpointType"] == "Gateway" and endpoint.inputs["serviceName"].endswith(".s3")
     db_table = next(t.id for t in stack_run.of_type("aws:ec2/routeTable:RouteTable") if t.name.endswith("db-rt"))
     assert db_table not in endpoint.inputs["routeTableIds"]
+
+
+def test_lb_has_a_way_out_before_its_elastic_ip(stack_run: Run) -> None:
+    """Its first boot installs packages: it must not depend on when the EIP gets associated.
+
+    It is also what keeps it from being replaced: with ``false`` and an EIP, the provider reads
+    the association back as ``true`` and plans a replacement on every later `pulumi up`
+    (terraform-provider-aws#37318).
+    """
+    for inst in instances(stack_run):
+        public = inst.name.startswith("foobar-lb-")
+        assert inst.inputs["associatePublicIpAddress"] is public, inst.name
+
+
+def test_agents_cannot_create_log_groups(stack_run: Run) -> None:
+    """CloudWatchAgentServerPolicy allows logs:CreateLogGroup on every group: an agent of a server
+    still running at teardown recreates its group without retention, and the next stack of that
+    name fails with ResourceAlreadyExistsException."""
+    attached = [a.inputs["policyArn"] for a in stack_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
+    assert not [a for a in attached if "CloudWatchAgentServerPolicy" in a]
+    for role in ("lb", "web", "app"):
+        actions = {a for d in policies_of(stack_run, role) for st in d["Statement"] for a in _list(st["Action"])}
+        assert not {"logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:*"} & actions, role
+        assert {"logs:PutLogEvents", "logs:CreateLogStream", "cloudwatch:PutMetricData"} <= actions, role
+
+
+@pytest.mark.parametrize("role", ["lb", "web", "app"])
+def test_agents_write_only_their_own_log_groups(stack_run: Run, role: str) -> None:
+    stack = stack_run.namespace["settings"].stack
+    groups = {
+        g.inputs["name"]
+        for g in stack_run.of_type("aws:cloudwatch/logGroup:LogGroup")
+        if g.inputs["name"].startswith(f"/foobar/{stack}/{role}/")
+    }
+    assert groups
+    writes = [
+        st for d in policies_of(stack_run, role) for st in d["Statement"] if "logs:PutLogEvents" in _list(st["Action"])
+    ]
+    resources = {r.split(":log-group:", 1)[1].removesuffix(":*") for st in writes for r in st["Resource"]}
+    assert resources == groups
+    (metrics,) = [
+        st for d in policies_of(stack_run, role) for st in d["Statement"] if st["Action"] == "cloudwatch:PutMetricData"
+    ]
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "foobar"}}
+
+
+def test_servers_wait_for_their_log_groups(stack_run: Run) -> None:
+    """So `pulumi destroy` deletes the servers before the groups their agents write into."""
+    stack = stack_run.namespace["settings"].stack
+    groups = {g.urn: g.inputs["name"] for g in stack_run.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    for inst in instances(stack_run):
+        role = inst.name.split("-")[1]
+        mine = {u for u, n in groups.items() if n.startswith(f"/foobar/{stack}/{role}/")}
+        assert mine and mine <= set(inst.dependencies), inst.name

@@ -51,6 +51,9 @@ GOOD = [
     {"domain": "WWW.Foobar.COM."},
     {"hostedZoneId": "Z0123456789ABCDEFGHIJ"},
     {"alarmEmail": "ops@foobar.com"},
+    {"dbEngineVersion": "8.0", "dbReplicaEngineVersion": "8.4"},
+    {"dbReplicaEngineVersion": "8.4"},
+    {"dbPasswordVersion": 7, "dbApplyImmediately": "false"},
 ]
 
 
@@ -99,6 +102,12 @@ BAD = [
     ("expiresAt", "2026-12-01T18:00:00Z", {}),  # not ephemeral
     ("rootVolumeGiB", 4, {}),
     ("ephemeral", "maybe", {}),
+    ("dbReplicaEngineVersion", "8.0", {"dbEngineVersion": "8.4"}),  # a replica can't run behind its source
+    ("dbReplicaEngineVersion", "8.4", {"dbEngineVersion": "8.0", "dbReplica": False}),
+    ("dbReplicaEngineVersion", "9.0", {}),
+    ("dbPasswordVersion", 0, {}),
+    ("dbPasswordVersion", "two", {}),
+    ("dbApplyImmediately", "soon", {}),
 ]
 
 

@@ -56,6 +56,7 @@ COMPONENTS = {
     "foobar:servers:Servers",
     "foobar:database:Database",
     "foobar:monitoring:Monitoring",
+    "foobar:monitoring:AgentLogs",
     "foobar:artifacts:Artifacts",
 }
 
