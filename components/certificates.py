@@ -17,11 +17,28 @@ import pulumi_tls as tls
 
 from components.settings import Settings
 
-CA_VALIDITY_HOURS = 5 * 365 * 24
+# Lifetimes. Nothing renews a certificate by itself: a `pulumi up` re-issues any certificate that is
+# inside its early-renewal window (pulumi-tls marks it `ready_for_renewal` at plan time and replaces
+# it; a `pulumi preview` shows the pending replacement). `ops verify` fails from the moment a window
+# opens, so the scheduled verify says "run pulumi up" long before anything expires. docs/certificates.md.
 LEAF_VALIDITY_HOURS = 365 * 24  # at most 366 days, what browsers and the design allow
 LEAF_EARLY_RENEWAL_HOURS = 30 * 24
+CA_VALIDITY_HOURS = 10 * 365 * 24  # ten leaf lifetimes: the CA is re-issued about once a decade
+# A leaf is not valid past its CA, and pulumi-tls does not cap a leaf at its CA's expiry: the CA is
+# re-issued while a full leaf lifetime (plus the leaves' own window) still fits, so no leaf issued
+# under the old CA outlives it. Re-issuing keeps the CA key and subject, so leaves signed before
+# and after verify against either CA certificate: the roles may pick the new one up in any order.
+CA_EARLY_RENEWAL_HOURS = LEAF_VALIDITY_HOURS + LEAF_EARLY_RENEWAL_HOURS
 BACKEND_ROLES = ("web", "app")
+LEAF_ROLES = (*BACKEND_ROLES, "lb")
+"""Every role with a leaf certificate (and a copy of the CA) in SSM."""
 INTERNAL_DOMAIN = "foobar.internal"
+
+# Parameter names under param_path(stack, role). The certificates are plain Strings (public data,
+# read by `ops verify`); the key is a SecureString that only the role's instance profile may read.
+CERT_PARAMETER = "tls-cert"
+KEY_PARAMETER = "tls-key"
+CA_PARAMETER = "ca-cert"
 
 
 def internal_name(role: str) -> str:
@@ -59,15 +76,17 @@ class Certificates(pulumi.ComponentResource):
             private_key_pem=ca_key.private_key_pem,
             is_ca_certificate=True,
             validity_period_hours=CA_VALIDITY_HOURS,
+            early_renewal_hours=CA_EARLY_RENEWAL_HOURS,
             allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
             subject=tls.SelfSignedCertSubjectArgs(common_name=f"foobar {s.stack} internal CA", organization="foobar"),
             opts=tls_opts,
         )
         self.ca_cert_pem = ca_cert.cert_pem
 
-        leaves = {role: [internal_name(role)] for role in BACKEND_ROLES}
-        leaves["lb"] = [s.domain, internal_name("lb")]
-        for role, names in leaves.items():
+        dns_names = {role: [internal_name(role)] for role in BACKEND_ROLES}
+        dns_names["lb"] = [s.domain, internal_name("lb")]
+        for role in LEAF_ROLES:  # the roles `ops verify` reads certificates of
+            names = dns_names[role]
             key = tls.PrivateKey(f"{name}-{role}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=tls_opts)
             csr = tls.CertRequest(
                 f"{name}-{role}-csr",
@@ -82,6 +101,7 @@ class Certificates(pulumi.ComponentResource):
                 ca_private_key_pem=ca_key.private_key_pem,
                 ca_cert_pem=ca_cert.cert_pem,
                 validity_period_hours=LEAF_VALIDITY_HOURS,
+                # Re-issued by any `pulumi up` in the last 30 days; the key (a separate resource) stays.
                 early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
                 allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
                 opts=tls_opts,
@@ -90,7 +110,7 @@ class Certificates(pulumi.ComponentResource):
             path = param_path(s.stack, role)
             aws.ssm.Parameter(
                 f"{name}-{role}-tls-key",
-                name=f"{path}/tls-key",
+                name=f"{path}/{KEY_PARAMETER}",
                 type="SecureString",
                 value=key.private_key_pem,  # a secret Output: stays encrypted in state
                 description=f"Private key of the {role} role's internal-CA certificate",
@@ -98,7 +118,7 @@ class Certificates(pulumi.ComponentResource):
             )
             aws.ssm.Parameter(
                 f"{name}-{role}-tls-cert",
-                name=f"{path}/tls-cert",
+                name=f"{path}/{CERT_PARAMETER}",
                 type="String",
                 value=leaf.cert_pem,
                 description=f"Internal-CA certificate of the {role} role",
@@ -106,7 +126,7 @@ class Certificates(pulumi.ComponentResource):
             )
             aws.ssm.Parameter(
                 f"{name}-{role}-ca-cert",
-                name=f"{path}/ca-cert",
+                name=f"{path}/{CA_PARAMETER}",
                 type="String",
                 value=ca_cert.cert_pem,
                 description="The stack's internal CA certificate, to verify backends and the database chain",

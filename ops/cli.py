@@ -18,7 +18,7 @@ from ops.aws import AWS_ERRORS, Clients, Session, describe_aws_error
 from ops.https import HttpsCheck, check_https
 from ops.reap import DEFAULT_STACK_PATTERN, Destroyer, pulumi_destroyer, reap
 from ops.stack import OpsError, load_outputs, stack_settings
-from ops.verify import Expectations, failed, run_checks
+from ops.verify import CERT_MIN_DAYS, Expectations, failed, run_checks
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--region", help="AWS region (default: the stack's aws:region, then AWS_REGION)")
     verify.add_argument("--max-replica-lag-seconds", type=_positive, default=30.0, metavar="SECONDS")
     verify.add_argument("--skip-https", action="store_true", help="do not connect to the site")
+    verify.add_argument(
+        "--cert-min-days",
+        type=_positive,
+        default=CERT_MIN_DAYS,
+        metavar="DAYS",
+        help=(
+            f"fail when a certificate (ACM or internal) has fewer days left (default: {CERT_MIN_DAYS}, when a "
+            "`pulumi up` starts re-issuing internal ones); the internal CA needs a leaf lifetime more"
+        ),
+    )
     verify.add_argument(
         "--expect-multi-az",
         action=argparse.BooleanOptionalAction,
@@ -92,6 +102,7 @@ def cmd_verify(args: argparse.Namespace, sessions: SessionFactory, https_check: 
         replica=settings.flag("dbReplica") if args.expect_replica is None else args.expect_replica,
         max_replica_lag_seconds=args.max_replica_lag_seconds,
         source=settings.source if args.expect_multi_az is None and args.expect_replica is None else "flags",
+        cert_min_days=args.cert_min_days,
     )
     clients = sessions(region)
     check = None if args.skip_https else https_check

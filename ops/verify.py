@@ -12,11 +12,30 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from components.certificates import (
+    CA_PARAMETER,
+    CERT_PARAMETER,
+    LEAF_EARLY_RENEWAL_HOURS,
+    LEAF_ROLES,
+    LEAF_VALIDITY_HOURS,
+    param_path,
+)
 from components.firewalls import GROUPS, RULES, Rule
 from ops.aws import Clients
 from ops.https import Finding, HttpsCheck
 
-CERT_MIN_DAYS = 30
+# A certificate with fewer days left fails verify (--cert-min-days). For the internal leaves this is
+# their early-renewal window: verify fails exactly when a `pulumi up` would re-issue them.
+CERT_MIN_DAYS = LEAF_EARLY_RENEWAL_HOURS // 24
+# The internal CA must still have a whole leaf lifetime left on top: a leaf issued later would
+# outlive it (its CA_EARLY_RENEWAL_HOURS window, the same span).
+LEAF_LIFETIME_DAYS = LEAF_VALIDITY_HOURS // 24
+# ACM starts renewing a managed certificate 60 days before it expires (ACM User Guide, "Managed
+# certificate renewal"); inside that window a certificate ACM won't renew is a problem now.
+ACM_RENEWAL_DAYS = 60
 LAG_WINDOW = dt.timedelta(minutes=10)
 
 
@@ -28,6 +47,8 @@ class Expectations:
     replica: bool
     max_replica_lag_seconds: float
     source: str
+    cert_min_days: float = CERT_MIN_DAYS
+    """Fewer days left on any certificate (ACM or internal) fail verify; the internal CA needs a leaf lifetime more."""
 
 
 class RuleKey(NamedTuple):
@@ -226,8 +247,32 @@ def check_database(clients: Clients, writer: str, reader: str, expect: Expectati
     return findings
 
 
-def check_certificate(clients: Clients, arn: str, now: dt.datetime) -> list[Finding]:
-    """The ACM certificate is issued and has at least CERT_MIN_DAYS left."""
+def _acm_renewal_problem(cert: dict[str, Any], days: float) -> str | None:
+    """Why ACM is not going to renew this certificate in time, or None when it will (as far as it says)."""
+    summary = cert.get("RenewalSummary") or {}
+    status = summary.get("RenewalStatus")
+    reason = summary.get("RenewalStatusReason")
+    if status == "FAILED":
+        return (
+            f"renewal FAILED ({reason or 'no reason given'}): fix the cause, then `pulumi up --replace` the "
+            "ACM certificate for a new one (docs/certificates.md)"
+        )
+    if status == "PENDING_VALIDATION":
+        return (
+            "renewal waits for DNS validation: the CNAME in certificateValidationRecords must still exist "
+            "(ACM re-validates with it)"
+        )
+    if cert.get("RenewalEligibility") == "INELIGIBLE" and days < ACM_RENEWAL_DAYS:
+        return (
+            "ACM will not renew it (RenewalEligibility INELIGIBLE: an exportable "
+            "certificate renews only if exported since it was issued: has the load balancer's refresh-cert job "
+            "exported it?)"
+        )
+    return None
+
+
+def check_certificate(clients: Clients, arn: str, now: dt.datetime, min_days: float = CERT_MIN_DAYS) -> list[Finding]:
+    """The ACM certificate is issued, has at least ``min_days`` left, and ACM is not failing to renew it."""
     if not arn:
         return [Finding("certificate", "-", "skip", "no certificateArn: the stack uses its internal CA")]
     acm = clients.client("acm")
@@ -240,9 +285,104 @@ def check_certificate(clients: Clients, arn: str, now: dt.datetime) -> list[Find
     if not_after is None:
         return [Finding("certificate", subject, "fail", "issued but has no expiry date")]
     days = (not_after - now).total_seconds() / 86400
-    if days < CERT_MIN_DAYS:
-        return [Finding("certificate", subject, "fail", f"expires {not_after:%Y-%m-%d}, in {days:.0f} days")]
+    problems = []
+    if days < min_days:
+        problems.append(f"expires {not_after:%Y-%m-%d}, in {days:.0f} days (under {min_days:g})")
+    renewal = _acm_renewal_problem(cert, days)
+    if renewal:
+        problems.append(renewal if problems else f"{days:.0f} days left and {renewal}")
+    if problems:
+        return [Finding("certificate", subject, "fail", "; ".join(problems))]
     return [Finding("certificate", subject, "ok", f"ISSUED, expires {not_after:%Y-%m-%d} ({days:.0f} days)")]
+
+
+def _load_pem(value: str) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(value.encode())
+    except ValueError:
+        return None
+
+
+def _issued_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def check_internal_certificates(
+    clients: Clients, stack: str, now: dt.datetime, min_days: float = CERT_MIN_DAYS
+) -> list[Finding]:
+    """Each role's internal-CA leaf and the CA, as the servers fetch them from SSM, are far from expiry.
+
+    Nothing renews them but a `pulumi up` (their early-renewal windows), so this is the warning that
+    comes before a stack left alone breaks backend TLS. Only the String parameters holding
+    certificates are read; the keys (SecureString) never are.
+    """
+    fix = f"run `pulumi up` on stack {stack} to re-issue it"
+    names = {
+        role: (f"{param_path(stack, role)}/{CERT_PARAMETER}", f"{param_path(stack, role)}/{CA_PARAMETER}")
+        for role in LEAF_ROLES
+    }
+    wanted = sorted({name for pair in names.values() for name in pair})
+    answer = clients.client("ssm").get_parameters(Names=wanted, WithDecryption=False)
+    values = {p["Name"]: str(p.get("Value", "")) for p in answer.get("Parameters", [])}
+    findings: list[Finding] = []
+
+    # The CA: every role holds a copy, and they must be the same certificate.
+    ca: x509.Certificate | None = None
+    ca_name = ""
+    for role in LEAF_ROLES:
+        name = names[role][1]
+        if name not in values:
+            findings.append(Finding("internal CA", name, "fail", f"parameter not found: {fix}"))
+            continue
+        loaded = _load_pem(values[name])
+        if loaded is None:
+            findings.append(Finding("internal CA", name, "fail", f"not a PEM certificate: {fix}"))
+        elif ca is None:
+            ca, ca_name = loaded, name
+        elif loaded != ca:
+            findings.append(
+                Finding("internal CA", name, "fail", f"differs from {ca_name}: the roles disagree on the CA; {fix}")
+            )
+    if ca is not None:
+        ca_after = ca.not_valid_after_utc
+        days = (ca_after - now).total_seconds() / 86400
+        ca_min = min_days + LEAF_LIFETIME_DAYS
+        if days < ca_min:
+            detail = (
+                f"expires {ca_after:%Y-%m-%d}, in {days:.0f} days (under {ca_min:g}: a leaf issued now would "
+                f"outlive it): {fix} (same key: certificates in service stay valid)"
+            )
+            findings.append(Finding("internal CA", ca_name, "fail", detail))
+        else:
+            findings.append(Finding("internal CA", ca_name, "ok", f"expires {ca_after:%Y-%m-%d} ({days:.0f} days)"))
+
+    for role in LEAF_ROLES:
+        name = names[role][0]
+        if name not in values:
+            findings.append(Finding("internal cert", name, "fail", f"parameter not found: {fix}"))
+            continue
+        leaf = _load_pem(values[name])
+        if leaf is None:
+            findings.append(Finding("internal cert", name, "fail", f"not a PEM certificate: {fix}"))
+            continue
+        if ca is not None and not _issued_by(leaf, ca):
+            findings.append(Finding("internal cert", name, "fail", f"not issued by the stack's CA ({ca_name}): {fix}"))
+            continue
+        after = leaf.not_valid_after_utc
+        why = ""
+        if ca is not None and ca.not_valid_after_utc < after:
+            after, why = ca.not_valid_after_utc, " (its CA's expiry)"
+        days = (after - now).total_seconds() / 86400
+        if days < min_days:
+            detail = f"expires {after:%Y-%m-%d}{why}, in {days:.0f} days (under {min_days:g}): {fix}"
+            findings.append(Finding("internal cert", name, "fail", detail))
+        else:
+            findings.append(Finding("internal cert", name, "ok", f"expires {after:%Y-%m-%d}{why} ({days:.0f} days)"))
+    return findings
 
 
 def run_checks(
@@ -258,7 +398,8 @@ def run_checks(
     findings += check_instances(clients, outputs["instanceIds"])
     findings += check_security_groups(clients, outputs["securityGroupIds"])
     findings += check_database(clients, outputs["dbWriterEndpoint"], outputs["dbReaderEndpoint"], expect, now)
-    findings += check_certificate(clients, outputs.get("certificateArn") or "", now)
+    findings += check_certificate(clients, outputs.get("certificateArn") or "", now, expect.cert_min_days)
+    findings += check_internal_certificates(clients, str(outputs["stack"]), now, expect.cert_min_days)
     if https_check is None:
         findings.append(Finding("https", str(outputs["url"]), "skip", "--skip-https"))
     else:

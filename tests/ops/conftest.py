@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
+from components.certificates import CA_PARAMETER, CERT_PARAMETER, KEY_PARAMETER, LEAF_ROLES, param_path
 from components.firewalls import GROUPS, RULES
 
 REGION = "eu-west-1"
@@ -63,6 +64,56 @@ def self_signed(domain: str, days: int) -> tuple[bytes, bytes]:
 
 
 @dataclass
+class InternalCA:
+    """A stand-in for the stack's pulumi-tls CA: it signs leaves like LocallySignedCert does."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def create(cls, stack: str, days: int) -> InternalCA:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"foobar {stack} internal CA")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, cert)
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def leaf(self, dns_name: str, days: int) -> tuple[str, str]:
+        """A leaf certificate and its key (PEM), ``days`` from now until it expires."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+@dataclass
 class Deployment:
     """The moto account and the stack outputs `pulumi stack output --json` would print for it."""
 
@@ -71,6 +122,20 @@ class Deployment:
     rds: Any
     cloudwatch: Any
     acm: Any
+    ssm: Any
+    ca: InternalCA
+
+    def put_leaf(self, role: str, days: int, ca: InternalCA | None = None) -> None:
+        """Store a role's internal certificate and key in SSM the way components/certificates.py does."""
+        cert, key = (ca or self.ca).leaf(f"{role}.foobar.internal", days)
+        path = param_path(self.outputs["stack"], role)
+        self.ssm.put_parameter(Name=f"{path}/{CERT_PARAMETER}", Value=cert, Type="String", Overwrite=True)
+        self.ssm.put_parameter(Name=f"{path}/{KEY_PARAMETER}", Value=key, Type="SecureString", Overwrite=True)
+
+    def put_ca(self, ca: InternalCA, roles: tuple[str, ...] = LEAF_ROLES) -> None:
+        for role in roles:
+            name = f"{param_path(self.outputs['stack'], role)}/{CA_PARAMETER}"
+            self.ssm.put_parameter(Name=name, Value=ca.pem, Type="String", Overwrite=True)
 
     def put_replica_lag(self, seconds: float, ago: float = 30.0) -> None:
         identifier = self.outputs["_replicaIdentifier"]
@@ -88,12 +153,21 @@ class Deployment:
         )
 
 
-def build(stack: str = "dev", multi_az: bool = False, cert_days: int = 90, suffix: str = "20261126") -> Deployment:
-    """VPC, the four groups with exactly RULES, running servers, primary + replica, an issued certificate."""
+def build(
+    stack: str = "dev",
+    multi_az: bool = False,
+    cert_days: int = 90,
+    suffix: str = "20261126",
+    leaf_days: int = 200,
+    ca_days: int = 3650,
+) -> Deployment:
+    """VPC, the four groups with exactly RULES, running servers, primary + replica, an issued certificate,
+    and the internal CA and leaves in SSM."""
     ec2 = boto3.client("ec2", region_name=REGION)
     rds = boto3.client("rds", region_name=REGION)
     cloudwatch = boto3.client("cloudwatch", region_name=REGION)
     acm = boto3.client("acm", region_name=REGION)
+    ssm = boto3.client("ssm", region_name=REGION)
     tags = [{"Key": "project", "Value": "foobar"}, {"Key": "stack", "Value": stack}]
 
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
@@ -161,7 +235,7 @@ def build(stack: str = "dev", multi_az: bool = False, cert_days: int = 90, suffi
         "lbPublicIp": "192.0.2.10",
         "certificateArn": arn,
         "certificateValidationRecords": [],
-        "internalCaCertPem": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n",
+        "internalCaCertPem": "",  # set below, from the CA that signs the leaves in SSM
         "dbWriterEndpoint": describe[primary["DBInstanceIdentifier"]]["Endpoint"]["Address"],
         "dbReaderEndpoint": describe[replica["DBInstanceIdentifier"]]["Endpoint"]["Address"],
         "dbSecretArn": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:rds!db-1",
@@ -173,7 +247,12 @@ def build(stack: str = "dev", multi_az: bool = False, cert_days: int = 90, suffi
         "expiresAt": "",
         "_replicaIdentifier": replica["DBInstanceIdentifier"],
     }
-    deployment = Deployment(outputs, ec2, rds, cloudwatch, acm)
+    ca = InternalCA.create(stack, ca_days)
+    outputs["internalCaCertPem"] = ca.pem
+    deployment = Deployment(outputs, ec2, rds, cloudwatch, acm, ssm, ca)
+    deployment.put_ca(ca)
+    for role in LEAF_ROLES:
+        deployment.put_leaf(role, leaf_days)
     deployment.put_replica_lag(2.0, ago=90)
     return deployment
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import pytest
 
 from components.firewalls import RULES
+from ops.aws import Session
 from ops.cli import EXIT_ERROR, EXIT_FAILED, EXIT_OK, main
 from ops.https import Finding
-from tests.ops.conftest import REGION, Deployment, build
+from tests.ops.conftest import REGION, Deployment, InternalCA, build
 
 
 class FakeHttps:
@@ -26,13 +28,35 @@ class FakeHttps:
         return [Finding("https chain", url, self.status, "injected")]  # type: ignore[arg-type]
 
 
+class HookedSession(Session):
+    """The real session, with botocore event handlers on every client it makes (to watch or doctor calls)."""
+
+    def __init__(self, region: str, hooks: dict[str, Any]) -> None:
+        super().__init__(region)
+        self.hooks = hooks
+
+    def client(self, service_name: str, **kwargs: Any) -> Any:
+        client = super().client(service_name, **kwargs)
+        for event, handler in self.hooks.items():
+            client.meta.events.register(event, handler)
+        return client
+
+
 def run_verify(
-    tmp_path: Path, outputs: dict[str, Any], *extra: str, https: FakeHttps | None = None
+    tmp_path: Path,
+    outputs: dict[str, Any],
+    *extra: str,
+    https: FakeHttps | None = None,
+    hooks: dict[str, Any] | None = None,
 ) -> tuple[int, str, FakeHttps]:
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps(outputs))
     https = https or FakeHttps()
-    code = main(["verify", "--outputs", str(path), "--region", REGION, *extra], https_check=https)
+    code = main(
+        ["verify", "--outputs", str(path), "--region", REGION, *extra],
+        https_check=https,
+        sessions=lambda region: HookedSession(region, hooks or {}),
+    )
     return code, "", https
 
 
@@ -167,6 +191,35 @@ def test_expiring_certificate_is_reported(aws: None, tmp_path: Path, capsys: pyt
     assert "in 10 days" in line or "in 9 days" in line
 
 
+def test_acm_certificate_acm_will_not_renew_is_reported(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """50 days left is above the threshold, but inside ACM's 60-day renewal window nothing will renew it."""
+    ineligible = build(cert_days=50)  # imported into moto: RenewalEligibility INELIGIBLE
+    code, out = verify(tmp_path, capsys, ineligible.outputs)
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert "ACM will not renew it (RenewalEligibility INELIGIBLE" in line
+    assert "has the load balancer's refresh-cert job exported it?" in line
+
+
+def test_acm_renewal_failure_is_reported(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def failed_renewal(parsed: dict[str, Any], **kwargs: Any) -> None:
+        parsed["Certificate"]["RenewalSummary"] = {
+            "RenewalStatus": "FAILED",
+            "RenewalStatusReason": "CAA_ERROR",
+            "UpdatedAt": dt.datetime.now(dt.UTC),
+        }
+
+    code, _, _ = run_verify(tmp_path, deployment.outputs, hooks={"after-call.acm.DescribeCertificate": failed_renewal})
+    out = capsys.readouterr().out
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert "renewal FAILED (CAA_ERROR)" in line
+
+
 def test_pending_certificate_is_reported(
     deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -203,3 +256,111 @@ def test_bad_outputs_file_names_the_argument(tmp_path: Path, capsys: pytest.Capt
     path.write_text(json.dumps({"url": "https://x/"}))
     assert main(["verify", "--outputs", str(path)]) == EXIT_ERROR
     assert "missing stack output(s) lbPublicIp" in capsys.readouterr().err
+
+
+# Internal certificates: the leaves and the CA as the servers fetch them from SSM.
+
+
+def test_internal_certificates_far_from_expiry_pass(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_OK, out
+    rows = [line for line in out.splitlines() if line.startswith("internal cert")]
+    assert len(rows) == 3
+    for role in ("lb", "web", "app"):
+        [row] = [r for r in rows if f"/foobar/dev/{role}/tls-cert" in r]
+        assert "  OK  " in row and ("(200 days)" in row or "(199 days)" in row)
+    [ca] = [line for line in out.splitlines() if line.startswith("internal CA")]
+    assert "  OK  " in ca
+
+
+def test_internal_certificate_expiring_within_30_days_fails_with_the_fix(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.put_leaf("web", days=10)
+    expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).strftime("%Y-%m-%d")
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert line.startswith("internal cert  /foobar/dev/web/tls-cert")
+    assert f"expires {expiry}, in 10 days (under 30): run `pulumi up` on stack dev to re-issue it" in line
+
+
+def test_cert_min_days_is_an_option(deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.put_leaf("app", days=45)
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_OK, out
+    code, out = verify(tmp_path, capsys, deployment.outputs, "--cert-min-days", "60")
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert "/foobar/dev/app/tls-cert" in line and "(under 60)" in line
+
+
+def test_internal_ca_must_outlive_a_new_leaf(aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """300 days left: the leaves (200) are fine, but a leaf issued now (365 days) would outlive the CA."""
+    short = build(ca_days=300)
+    code, out = verify(tmp_path, capsys, short.outputs)
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert line.startswith("internal CA")
+    assert "(under 395: a leaf issued now would outlive it): run `pulumi up` on stack dev" in line
+
+
+def test_leaf_outliving_its_ca_expires_with_the_ca(
+    aws: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = build(ca_days=20, leaf_days=200)
+    code, out = verify(tmp_path, capsys, short.outputs)
+    assert code == EXIT_FAILED
+    leaves = [line for line in fail_lines(out) if line.startswith("internal cert")]
+    assert len(leaves) == 3
+    assert all("(its CA's expiry), in 20 days" in line or "in 19 days" in line for line in leaves)
+
+
+def test_leaf_not_signed_by_the_stack_ca_fails(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.put_leaf("app", days=200, ca=InternalCA.create("dev", 3650))
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert "/foobar/dev/app/tls-cert" in line and "not issued by the stack's CA" in line
+
+
+def test_roles_disagreeing_on_the_ca_fail(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.put_ca(InternalCA.create("dev", 3650), roles=("lb",))
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_FAILED
+    assert any("/foobar/dev/lb/ca-cert" in line and "the roles disagree on the CA" in line for line in fail_lines(out))
+
+
+def test_missing_certificate_parameter_fails(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.ssm.delete_parameter(Name="/foobar/dev/web/tls-cert")
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert "/foobar/dev/web/tls-cert" in line and "parameter not found" in line
+
+
+def test_verify_never_reads_a_private_key(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **kwargs: Any) -> None:
+        calls.append(dict(params))
+
+    deployment.put_leaf("lb", days=10)  # a failing row too: its message must not carry the key either
+    code, _, _ = run_verify(tmp_path, deployment.outputs, hooks={"before-parameter-build.ssm": record})
+    out = capsys.readouterr()
+    assert code == EXIT_FAILED
+    assert calls, "verify read no SSM parameters"
+    for call in calls:
+        assert call.get("WithDecryption") is not True
+        assert not [n for n in call.get("Names", [call.get("Name", "")]) if n.endswith("tls-key")]
+    assert "PRIVATE KEY" not in out.out + out.err
