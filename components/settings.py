@@ -51,6 +51,14 @@ MONITORING_INTERVALS = (0, 1, 5, 10, 15, 30, 60)
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 _DB_CLASS = re.compile(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# Every server is EBS-optimized; these families can't be (RunInstances: "EBS-optimized instances are
+# not supported for your requested configuration").
+_NOT_EBS_OPTIMIZED = ("t1", "t2", "m1", "c1", "m2")
+# RDS: "Performance Insights isn't supported" on these classes.
+NO_PERFORMANCE_INSIGHTS = frozenset(
+    f"db.{family}.{size}" for family in ("t2", "t3", "t4g") for size in ("micro", "small")
+)
+MAX_DOMAIN = 64  # ACM's first domain name and a certificate's common name (RFC 5280 ub-common-name)
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,32}$")
 # RDS identifiers, S3 bucket names, KMS aliases and SNS topics are derived from the stack name.
 STACK_NAME = re.compile(r"^[a-z](?:[a-z0-9]|-(?!-)){0,19}[a-z0-9]$")
@@ -58,7 +66,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
 # What each setting accepts, in words, for the error message.
 ALLOWED: dict[str, str] = {
-    "domain": "a valid DNS hostname with at least two labels, no wildcard",
+    "domain": "a valid DNS hostname of at most 64 characters with at least two labels, no wildcard",
     "hostedZoneId": 'empty, or a Route 53 zone ID like "Z0123456789ABC"',
     "publicCertificate": '"acm" or "internal-ca"',
     "vpcCidr": "a private IPv4 network (RFC 1918) with a prefix from /16 to /24, e.g. 10.20.0.0/16",
@@ -66,9 +74,9 @@ ALLOWED: dict[str, str] = {
     "natStrategy": '"single", "per-az" or "none"',
     "webCount": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}",
     "appCount": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}",
-    "lbInstanceType": 'an EC2 instance type shaped like "family.size", e.g. t3.small',
-    "webInstanceType": 'an EC2 instance type shaped like "family.size", e.g. t3.micro',
-    "appInstanceType": 'an EC2 instance type shaped like "family.size", e.g. t3.small',
+    "lbInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.small',
+    "webInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.micro',
+    "appInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.small',
     "rootVolumeGiB": "an integer from 8 to 1024",
     "dbInstanceClass": 'an RDS class shaped like "db.family.size", e.g. db.t4g.micro',
     "dbEngineVersion": '"8.4" or "8.0"',
@@ -79,7 +87,7 @@ ALLOWED: dict[str, str] = {
     "dbMultiAz": "true or false",
     "dbReplica": "true or false",
     "dbBackupRetentionDays": "an integer from 1 to 35 (0, backups off, only on ephemeral stacks without a replica)",
-    "dbPerformanceInsights": "true or false",
+    "dbPerformanceInsights": "true or false; true needs a class above micro and small (not db.t3.micro, say)",
     "dbMonitoringInterval": "one of " + ", ".join(map(str, MONITORING_INTERVALS)),
     "logRetentionDays": "one of " + ", ".join(map(str, LOG_RETENTION_DAYS)),
     "alarmEmail": "empty, or an e-mail address",
@@ -140,9 +148,18 @@ class Settings(BaseModel):
         labels = name.split(".")
         if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
             raise ValueError("not a valid hostname")
+        if len(name) > MAX_DOMAIN:
+            raise ValueError(f"{len(name)} characters; a certificate's name stops at {MAX_DOMAIN}")
         if labels[-1].isdigit():
             raise ValueError("the last label must not be numeric")
         return name
+
+    @field_validator("lb_instance_type", "web_instance_type", "app_instance_type")
+    @classmethod
+    def _ebs_optimized(cls, value: str) -> str:
+        if value.split(".", 1)[0] in _NOT_EBS_OPTIMIZED:
+            raise ValueError("this family can't be EBS-optimized, which every server is")
+        return value
 
     @field_validator("hosted_zone_id")
     @classmethod
@@ -205,6 +222,10 @@ class Settings(BaseModel):
             raise _CrossError("dbBackupRetentionDays", 0, "dbReplica is true and a read replica needs backups")
         if self.db_backup_retention_days == 0 and not self.ephemeral:
             raise _CrossError("dbBackupRetentionDays", 0, "backups can be off only on ephemeral stacks")
+        if self.db_performance_insights and self.db_instance_class in NO_PERFORMANCE_INSIGHTS:
+            raise _CrossError(
+                "dbPerformanceInsights", True, f"RDS offers no Performance Insights on {self.db_instance_class}"
+            )
         if self.db_replica_engine_version and not self.db_replica:
             raise _CrossError("dbReplicaEngineVersion", self.db_replica_engine_version, "set, but dbReplica is false")
         if self.db_replica_engine_version and float(self.db_replica_engine_version) < float(self.db_engine_version):

@@ -122,7 +122,7 @@ class Recorder(pulumi.runtime.Mocks):
         elif t == "aws:route53/record:Record":
             out["fqdn"] = inputs["name"]
         elif t == "aws:rds/instance:Instance":
-            ident = (inputs.get("identifierPrefix") or args.name) + digest[:6]
+            ident = inputs.get("identifier") or (inputs.get("identifierPrefix") or args.name) + digest[:6]
             out.update(
                 identifier=ident,
                 address=f"{ident}.abc.{self.region}.rds.amazonaws.com",

@@ -108,6 +108,9 @@ BAD = [
     ("dbPasswordVersion", 0, {}),
     ("dbPasswordVersion", "two", {}),
     ("dbApplyImmediately", "soon", {}),
+    ("dbPerformanceInsights", True, {"dbInstanceClass": "db.t4g.micro"}),
+    ("webInstanceType", "t2.micro", {}),
+    ("domain", "the-public-site-of-the-foobar-project.customer-region.foobar-example.com", {}),
 ]
 
 
