@@ -35,6 +35,11 @@ PROMETHEUS_CONFIG_PATH = f"{AGENT_DIR}/etc/foobar-prometheus.yaml"
 SETUP_SCRIPT_PATH = "/usr/local/sbin/foobar-monitoring-setup"
 AGENT_DEB_URL = "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/${arch}/latest/amazon-cloudwatch-agent.deb"
 SUMO_INSTALLER_URL = "https://download-otel.sumologic.com/latest/download/install.sh"
+CURL_OPTIONS = (
+    "--fail --silent --show-error --location --connect-timeout 10 --retry 10 --retry-all-errors --retry-max-time 600"
+)
+"""Downloads at boot retry every error (not only curl's "transient" ones: a refused connection or a
+name that doesn't resolve yet are what a server meets before its way out works), for 10 minutes."""
 
 # What the server configs must use so the counters below exist.
 HAPROXY_EXPORTER_PORT = 8404
@@ -343,8 +348,13 @@ systemctl restart prometheus-nginx-exporter
 if ! dpkg-query -W -f='${Status}' amazon-cloudwatch-agent 2>/dev/null | grep -q 'install ok installed'; then
   arch="$(dpkg --print-architecture)"
   deb="$(mktemp --suffix=.deb)"
-  curl --fail --silent --show-error --location --retry 5 --retry-delay 5 -o "$deb" "{{ deb_url }}"
-  dpkg -i -E "$deb"
+  curl {{ curl }} -o "$deb" "{{ deb_url }}"
+  # At first boot apt-daily may hold dpkg's lock: try again for up to 5 minutes, then fail.
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    dpkg -i -E "$deb" && break
+    [ "$attempt" -lt 10 ] || exit 1
+    sleep 30
+  done
   rm -f "$deb"
 fi
 {{ agent_ctl|q }} -a fetch-config -m ec2 -s -c file:{{ config_path|q }}
@@ -358,7 +368,7 @@ if [ ! -x /usr/local/bin/otelcol-sumo ]; then
     --with-decryption --query Parameter.Value --output text)"
   export SUMOLOGIC_INSTALLATION_TOKEN
   installer="$(mktemp)"
-  curl --fail --silent --show-error --location --retry 5 -o "$installer" {{ sumo_url|q }}
+  curl {{ curl }} -o "$installer" {{ sumo_url|q }}
   bash "$installer" --tag {{ ("host.group=foobar-" ~ stack ~ "-" ~ role)|q }} \\
     --tag {{ ("deployment.environment=" ~ stack)|q }}
   unset SUMOLOGIC_INSTALLATION_TOKEN
@@ -392,6 +402,7 @@ def setup_script(
         config_path=AGENT_CONFIG_PATH,
         sumo_parameter=sumo_token_parameter,
         sumo_url=SUMO_INSTALLER_URL,
+        curl=CURL_OPTIONS,
     )
 
 

@@ -15,6 +15,7 @@ import io
 import json
 import re
 import tarfile
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -53,20 +54,22 @@ PACKAGES: dict[str, list[str]] = {
     "app": ["nginx", "python3-boto3", "gunicorn", "python3-flask", "python3-pymysql"],
 }
 DAEMON = {"lb": "haproxy", "web": "nginx", "app": "nginx"}
+INSTALL_DEADLINE_S = {"role": 900, "agent": 600}
+"""How long first boot retries apt: the role's packages (then it fails), the agent's (after the daemon runs)."""
 
-LIB_DIR = "/usr/local/lib/foobar"
-BOOT_MODULE_PATH = f"{LIB_DIR}/foobar_boot.py"
+BOOT = "/usr/local/sbin/foobar-boot"
+"""The boot module, shipped as one executable: ``foobar-boot JOB CONFIG.json``."""
 ETC_DIR = "/etc/foobar"
-FETCH_TLS = "/usr/local/sbin/foobar-fetch-tls"
-REFRESH_CERT = "/usr/local/sbin/foobar-refresh-cert"
-APP_ENV_SCRIPT = "/usr/local/sbin/foobar-app-env"
+PACKAGES_PLAN = f"{ETC_DIR}/packages.json"
+AGENT_PACKAGES_PLAN = f"{ETC_DIR}/agent-packages.json"
+TLS_PLAN = f"{ETC_DIR}/tls.json"
+APP_ENV_PLAN = f"{ETC_DIR}/app-env.json"
+ACM_PLAN = f"{ETC_DIR}/acm.json"
 APP_ROOT = "/opt/foobar"
 APP_ENV_FILE = f"{ETC_DIR}/app.env"
 RDS_CA_FILE = f"{ETC_DIR}/rds-ca.pem"
 RDS_CA_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 UNIT_DIR = "/etc/systemd/system"
-FETCH_APP = "/usr/local/sbin/foobar-fetch-app"
-FETCH_SITE = "/usr/local/sbin/foobar-fetch-site"
 KEY_MODE = 0o600
 EC2_USER_DATA_LIMIT = 16384
 
@@ -81,21 +84,26 @@ def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 
 
+class _Flow(list[str]):
+    """A command line, dumped on one line (``- [systemctl, restart, nginx]``)."""
+
+
+def _flow(dumper: yaml.SafeDumper, data: _Flow) -> yaml.SequenceNode:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
 _Dumper.add_representer(str, _str)
+_Dumper.add_representer(_Flow, _flow)
 
 
 PACK_ABOVE = 1024
 """Text files larger than this travel gzip+base64: every role's user-data must stay under 16 KB."""
 
 
-def _text(path: str, content: str, mode: int = 0o644, *, defer: bool = False) -> dict[str, Any]:
+def _text(path: str, content: str, mode: int = 0o644) -> dict[str, Any]:
     if len(content) > PACK_ABOVE:
-        entry = packed_file(path, content.encode(), mode)
-    else:
-        entry = {"path": path, "permissions": f"0{mode:o}", "content": content}
-    if defer:
-        entry["defer"] = True
-    return entry
+        return packed_file(path, content.encode(), mode)
+    return {"path": path, "permissions": f"0{mode:o}", "content": content}
 
 
 def packed_file(path: str, content: bytes, mode: int = 0o644) -> dict[str, Any]:
@@ -112,24 +120,74 @@ def _unit(name: str, **context: object) -> dict[str, Any]:
     return _text(f"{UNIT_DIR}/{name}", ENV.get_template(f"systemd/{name}.j2").render(**context))
 
 
-def _wrapper(path: str, job: str, config: str, purpose: str) -> dict[str, Any]:
-    text = ENV.get_template("wrapper.sh.j2").render(module=BOOT_MODULE_PATH, job=job, config=config, purpose=purpose)
-    return _text(path, text, 0o755)
+def _is_str(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
 
-def shipped_module(source: str) -> str:
-    """The boot module as shipped: same code, without docstrings and comments (they stay in the repo).
+class _Unannotate(ast.NodeTransformer):
+    """Drops type hints: with ``from __future__ import annotations`` they never run anyway."""
 
-    User-data has 16 KB; the explanations are for readers of the repository, not for the server.
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.stmt | None:
+        if node.value is None:
+            return None
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+
+
+def shipped_module(source: str, jobs: Collection[str] | None = None) -> str:
+    """The boot module as shipped: same code, without docstrings, comments and type hints.
+
+    User-data has 16 KB; the explanations (and type hints, checked by mypy here) are for readers
+    of the repository, not for the server. With ``jobs``, only those ``@job`` functions and the
+    functions and classes they (or the module's other statements) use: a web server carries no ACM
+    export, a load balancer no app.env writer.
     """
-    tree = ast.parse(source)
+    tree = _Unannotate().visit(ast.parse(source))
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            body = node.body
-            first = body[0].value if body and isinstance(body[0], ast.Expr) else None
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                node.body = body[1:] or [ast.Pass()]
+            body = [s for s in node.body if not (isinstance(s, ast.Expr) and _is_str(s.value))]
+            node.body = body or [ast.Pass()]
+    if jobs is not None:
+        tree.body = _used_by(tree.body, set(jobs))
     return "#!/usr/bin/python3\n" + ast.unparse(tree) + "\n"
+
+
+Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def _job_name(node: ast.stmt) -> str | None:
+    """``name`` of a function decorated ``@job("name")``."""
+    for d in getattr(node, "decorator_list", []):
+        if isinstance(d, ast.Call) and isinstance(d.func, ast.Name) and d.func.id == "job" and d.args:
+            arg = d.args[0]
+            return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
+    return None
+
+
+def _used_by(body: list[ast.stmt], jobs: set[str]) -> list[ast.stmt]:
+    """``body`` without the jobs not asked for and the definitions nothing kept refers to."""
+    defined = {n.name: n for n in body if isinstance(n, Definition)}
+    offered = {name for n in body if (name := _job_name(n))}
+    if jobs - offered:
+        raise ValueError(f"boot module has no job {sorted(jobs - offered)}; it has {sorted(offered)}")
+    roots = [n for n in body if not isinstance(n, Definition) or _job_name(n) in jobs]
+    keep: set[str] = set()
+    todo = [n.id for root in roots for n in ast.walk(root) if isinstance(n, ast.Name)]
+    todo += [n.name for n in roots if isinstance(n, Definition)]
+    while todo:
+        name = todo.pop()
+        if name in defined and name not in keep:
+            keep.add(name)
+            todo += [n.id for n in ast.walk(defined[name]) if isinstance(n, ast.Name)]
+    return [n for n in body if not isinstance(n, Definition) or n.name in keep]
 
 
 def tls_files(values: RoleValues) -> list[dict[str, Any]]:
@@ -194,13 +252,19 @@ def _archive(top: str, files: dict[str, bytes]) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
-def _fetch_archive(values: RoleValues, kind: str, url: str, sha256: str, target: str) -> list[dict[str, Any]]:
-    """The files of a boot job that unpacks an S3 archive as ``target`` (its top folder is target's name)."""
+def _fetch_archive(values: RoleValues, kind: str, target: str, files: list[dict[str, Any]]) -> list[str]:
+    """Adds the plan of the job that unpacks the role's S3 archive as ``target`` (its top folder is
+    target's name) to ``files``; returns the runcmd step that runs it."""
     path = PurePosixPath(target)
+    url, sha256 = (
+        (values.site_archive_url, values.site_archive_sha256)
+        if kind == "site"
+        else (values.app_archive_url, values.app_archive_sha256)
+    )
     fetch = {"region": values.region, "archive_url": url, "sha256": sha256, "dest": str(path.parent), "top": path.name}
     config = f"{ETC_DIR}/{kind}-archive.json"
-    wrapper = FETCH_SITE if kind == "site" else FETCH_APP
-    return [_text(config, _json(fetch)), _wrapper(wrapper, "fetch-app", config, f"Unpack the {kind} archive from S3.")]
+    files.append(_text(config, _json(fetch)))
+    return [BOOT, "fetch-app", config]
 
 
 def _check_archive(field: str, url: str, sha256: str) -> None:
@@ -225,33 +289,29 @@ def _validate(values: RoleValues) -> None:
         raise ValueError("RoleValues.acm_certificate_arn: only the 'lb' role serves the public certificate")
 
 
+def staged_path(path: str) -> str:
+    """Where cloud-init writes a daemon's config: the install job moves it in place after the package."""
+    return f"{ETC_DIR}/{PurePosixPath(path).name}"
+
+
 def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir: Path = SITE_DIR) -> dict[str, Any]:
-    """The cloud-config of one server as data (see :func:`render_cloud_config`)."""
+    """The cloud-config of one server as data (see :func:`render_cloud_config`).
+
+    No ``packages``: cloud-init's package module runs once, at a fixed point of the boot, and
+    nothing retries it, so a server whose way out came a moment later (the load balancer before its
+    Elastic IP) never got its daemon. The first runcmd step installs them, retrying until a deadline
+    (``foobar-boot install``), then puts the daemon's config in place; ``set -e`` stops the boot at
+    a step that gave up, so cloud-init reports it and no daemon starts half-configured.
+    """
     _validate(values)
     role, daemon = values.role, DAEMON[values.role]
-    files: list[dict[str, Any]] = [
-        packed_file(BOOT_MODULE_PATH, shipped_module(BOOT_MODULE.read_text()).encode(), 0o755),
-        _text(
-            f"{ETC_DIR}/tls.json",
-            _json(
-                {
-                    "region": values.region,
-                    "param_path": values.param_path,
-                    "files": tls_files(values),
-                    "reload_unit": daemon,
-                }
-            ),
-        ),
-        _wrapper(FETCH_TLS, "fetch-tls", f"{ETC_DIR}/tls.json", "Install this server's TLS files from SSM."),
-        _unit("foobar-tls.service", reload_unit=daemon),
-        _unit("foobar-tls.timer"),
-    ]
-    runcmd: list[list[str]] = [[FETCH_TLS]]
-    timers = ["foobar-tls.timer"]
+    tls = {"region": values.region, "param_path": values.param_path, "files": tls_files(values), "reload_unit": daemon}
+    files: list[dict[str, Any]] = [_text(TLS_PLAN, _json(tls))]
+    steps: list[list[str]] = [[BOOT, "fetch-tls", TLS_PLAN]]
     services: list[str] = []
 
     if role == "lb":
-        files.append(_text(HAPROXY_CFG, render_haproxy_cfg(HaproxyConfig.for_aws(values)), defer=True))
+        daemon_config = (HAPROXY_CFG, render_haproxy_cfg(HaproxyConfig.for_aws(values)))
         if values.acm_certificate_arn:
             acm = {
                 "region": values.region,
@@ -259,27 +319,19 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
                 "pem_path": HAPROXY_SITE_PEM,
                 "reload_unit": daemon,
             }
-            files += [
-                _text(f"{ETC_DIR}/acm.json", _json(acm)),
-                _wrapper(REFRESH_CERT, "refresh-cert", f"{ETC_DIR}/acm.json", "Serve the exported ACM certificate."),
-                _unit("foobar-refresh-cert.service"),
-                _unit("foobar-refresh-cert.timer"),
-            ]
-            runcmd.append([REFRESH_CERT])
-            timers.append("foobar-refresh-cert.timer")
+            files.append(_text(ACM_PLAN, _json(acm)))
+            steps.append([BOOT, "refresh-cert", ACM_PLAN])
     elif role == "web":
-        files.append(_text(NGINX_CONF, render_nginx_web(NginxWebConfig.for_aws(values)), defer=True))
+        daemon_config = (NGINX_CONF, render_nginx_web(NginxWebConfig.for_aws(values)))
         if values.site_archive_url:
-            files += _fetch_archive(values, "site", values.site_archive_url, values.site_archive_sha256, SITE_ROOT)
-            runcmd.append([FETCH_SITE])
+            steps.append(_fetch_archive(values, "site", SITE_ROOT, files))
         else:
             site, _ = fingerprint_files(read_site(site_dir))
             files += [packed_file(f"{SITE_ROOT}/{rel}", content) for rel, content in sorted(site.items())]
     else:
-        files.append(_text(NGINX_CONF, render_nginx_app(NginxAppConfig.for_aws(values)), defer=True))
+        daemon_config = (NGINX_CONF, render_nginx_app(NginxAppConfig.for_aws(values)))
         if values.app_archive_url:
-            files += _fetch_archive(values, "app", values.app_archive_url, values.app_archive_sha256, f"{APP_ROOT}/app")
-            runcmd.append([FETCH_APP])
+            steps.append(_fetch_archive(values, "app", f"{APP_ROOT}/app", files))
         else:
             code = app_files(app_dir)
             files += [packed_file(str(PurePosixPath(APP_ROOT) / "app" / rel), content) for rel, content in code.items()]
@@ -293,9 +345,8 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
             "db_port": 3306,
         }
         files += [
-            _text(f"{ETC_DIR}/app-env.json", _json(env_config)),
-            _wrapper(APP_ENV_SCRIPT, "app-env", f"{ETC_DIR}/app-env.json", "Write the app's environment from SSM."),
-            _unit("foobar-app-env.service", env_file=APP_ENV_FILE),
+            _text(APP_ENV_PLAN, _json(env_config)),
+            _unit("foobar-app-env.service", boot=BOOT, plan=APP_ENV_PLAN, env_file=APP_ENV_FILE),
             _unit(
                 "foobar-app.service",
                 env_file=APP_ENV_FILE,
@@ -306,16 +357,31 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
         ]
         services.append("foobar-app.service")
 
+    # One timer renews what the boot fetched: the internal certificate, and on the LB the ACM export.
+    refresh = [step[1:] for step in steps if step[1] in ("fetch-tls", "refresh-cert")]
+    files += [_unit("foobar-tls.service", boot=BOOT, jobs=refresh, reload_unit=daemon), _unit("foobar-tls.timer")]
+    # The daemon's config waits beside the other plans; the install job puts it in place after the package.
+    config_path, config_text = daemon_config
+    files.append(_text(staged_path(config_path), config_text))
+    install = {
+        "packages": PACKAGES[role],
+        "deadline_s": INSTALL_DEADLINE_S["role"],
+        "files": [{"src": staged_path(config_path), "dest": config_path, "mode": 0o644}],
+    }
+    files.append(_text(PACKAGES_PLAN, _json(install)))
+    runcmd: list[str | list[str]] = ["set -e", [BOOT, "install", PACKAGES_PLAN], *steps]
     runcmd += [
         ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "--now", *timers],
+        ["systemctl", "enable", "--now", "foobar-tls.timer"],
         ["systemctl", "enable", daemon],
         ["systemctl", "restart", daemon],
     ]
     if services:
         # The app waits for the database parameters in foobar-app-env; cloud-init must not wait with it.
         runcmd += [["systemctl", "enable", *services], ["systemctl", "start", "--no-block", *services]]
+
     # The monitoring agent (and the Sumo Logic collector when configured), its files packed small.
+    # It comes after the daemon runs: a monitoring download that can't succeed never keeps the site down.
     agent = agent_cloud_config_parts(
         role,
         values.stack,
@@ -326,20 +392,25 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
     )
     for entry in agent["write_files"]:
         files.append(packed_file(entry["path"], entry["content"].encode(), int(entry["permissions"], 8)))
+    agent_packages = [p for p in agent["packages"] if p not in PACKAGES[role]]
+    if agent_packages:
+        agent_install = {"packages": agent_packages, "deadline_s": INSTALL_DEADLINE_S["agent"]}
+        files.append(_text(AGENT_PACKAGES_PLAN, _json(agent_install)))
+        runcmd.append([BOOT, "install", AGENT_PACKAGES_PLAN])
     runcmd += agent["runcmd"]
-    return {
-        "package_update": True,
-        "packages": [*PACKAGES[role], *(p for p in agent["packages"] if p not in PACKAGES[role])],
-        "write_files": files,
-        "runcmd": runcmd,
-    }
+
+    # The boot module carries the jobs this server runs: the runcmd steps, and app-env (run by its unit).
+    jobs = {"install", *(step[1] for step in steps), *(["app-env"] if role == "app" else [])}
+    boot = packed_file(BOOT, shipped_module(BOOT_MODULE.read_text(), jobs).encode(), 0o755)
+    return {"write_files": [boot, *files], "runcmd": runcmd}
 
 
 def render_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir: Path = SITE_DIR) -> str:
-    """The ``#cloud-config`` user-data of one server: packages, files, and the boot order
-    (TLS files first, then the daemon)."""
+    """The ``#cloud-config`` user-data of one server: files, and the boot order (packages with
+    retries, TLS files, then the daemon, then monitoring)."""
     doc = build_cloud_config(values, app_dir=app_dir, site_dir=site_dir)
     header = f"#cloud-config\n# foobar {values.role} server {values.index} of stack {values.stack}\n"
+    doc["runcmd"] = [_Flow(step) if isinstance(step, list) else step for step in doc["runcmd"]]
     text = header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=False)
     size = len(text.encode())
     if size > EC2_USER_DATA_LIMIT:

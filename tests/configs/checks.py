@@ -51,7 +51,11 @@ def known_cloud_config_keys() -> set[str]:
     return keys
 
 
-def decoded_files(user_data: str) -> dict[str, tuple[bytes, dict[str, object]]]:
+INSTALL_PLANS = ("/etc/foobar/packages.json",)
+"""Plans of the boot's install job: after the packages, it copies each ``files`` entry to ``dest``."""
+
+
+def written_files(user_data: str) -> dict[str, tuple[bytes, dict[str, object]]]:
     """``{path: (content, entry)}`` of the user-data's write_files, gz+b64 decoded."""
     doc = yaml.safe_load(user_data)
     out: dict[str, tuple[bytes, dict[str, object]]] = {}
@@ -65,6 +69,19 @@ def decoded_files(user_data: str) -> dict[str, tuple[bytes, dict[str, object]]]:
         else:
             data = content.encode()
         out[entry["path"]] = (data, entry)
+    return out
+
+
+def decoded_files(user_data: str) -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Every file the user-data leaves on the server: :func:`written_files`, plus the daemon configs
+    cloud-init writes beside the install plan, also under the path the install job copies them to
+    (entry ``{"installed_from": staged path, ...}``)."""
+    out = written_files(user_data)
+    for plan_path in INSTALL_PLANS:
+        if plan_path in out:
+            for f in json.loads(out[plan_path][0]).get("files", []):
+                data, entry = out[f["src"]]
+                out[f["dest"]] = (data, {**entry, "path": f["dest"], "installed_from": f["src"]})
     return out
 
 

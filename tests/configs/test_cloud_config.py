@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,6 +20,7 @@ from tests.configs.checks import (
     check_nginx,
     decoded_files,
     known_cloud_config_keys,
+    written_files,
 )
 from tests.configs.conftest import ARN, STACKS
 from userdata import RoleValues, cloud_config
@@ -58,35 +62,157 @@ def test_rendering_is_deterministic() -> None:
         assert cloud_config(STACKS["prod"][role]) == cloud_config(STACKS["prod"][role])
 
 
-def test_packages_and_boot_order(rendered: dict[tuple[str, str], str]) -> None:
-    agent = {"curl"}  # the CloudWatch agent's installer; web and app also export nginx's stub_status
-    expected = {
-        "lb": {"haproxy", "python3-boto3", "python3-cryptography"} | agent,
-        "web": {"nginx", "python3-boto3", "prometheus-nginx-exporter"} | agent,
-        "app": {"nginx", "python3-boto3", "gunicorn", "python3-flask", "python3-pymysql", "prometheus-nginx-exporter"}
-        | agent,
-    }
-    for (_, role), text in rendered.items():
-        doc = yaml.safe_load(text)
-        assert set(doc["packages"]) == expected[role]
-        runcmd = [" ".join(step) for step in doc["runcmd"]]
-        daemon = r.DAEMON[role]
-        assert runcmd[0] == r.FETCH_TLS, "TLS files come first"
-        assert runcmd.index(f"systemctl restart {daemon}") > runcmd.index(r.FETCH_TLS)
-        assert runcmd.index(f"systemctl enable {daemon}") > 0
-        assert runcmd[-1] == "/usr/local/sbin/foobar-monitoring-setup", "the agent starts last, after the daemon"
-
-
 def _file(text: str, path: str) -> tuple[bytes, dict[str, object]]:
     files = decoded_files(text)
     assert path in files, f"{path} not in user-data"
     return files[path]
 
 
-def test_daemon_configs_are_deferred_until_packages_exist(rendered: dict[tuple[str, str], str]) -> None:
+BOOT = "/usr/local/sbin/foobar-boot"
+ROLE_PACKAGES = {
+    "lb": ["haproxy", "python3-boto3", "python3-cryptography"],
+    "web": ["nginx", "python3-boto3"],
+    "app": ["nginx", "python3-boto3", "gunicorn", "python3-flask", "python3-pymysql"],
+}
+AGENT_PACKAGES = {
+    "lb": ["curl"],
+    "web": ["curl", "prometheus-nginx-exporter"],
+    "app": ["curl", "prometheus-nginx-exporter"],
+}
+
+
+def _runcmd(text: str) -> list[str]:
+    return [step if isinstance(step, str) else " ".join(step) for step in yaml.safe_load(text)["runcmd"]]
+
+
+def test_no_package_install_that_runs_once_without_retry(rendered: dict[tuple[str, str], str]) -> None:
+    """cloud-init's package module runs once at a fixed point of the boot, and nothing retries it: the
+    load balancer, whose way out comes with its Elastic IP a moment after launch, never got haproxy.
+    Packages come from the boot's install job instead, which retries apt until a deadline."""
+    one_shot = {"packages", "package_update", "package_upgrade", "package_reboot_if_required"}
+    for (_, role), text in rendered.items():
+        doc = yaml.safe_load(text)
+        assert not one_shot & set(doc), f"{role}: {sorted(one_shot & set(doc))}"
+        assert not any("apt-get" in step or "apt " in step for step in _runcmd(text)), "apt only through the job"
+        plans = {
+            path: json.loads(_file(text, path)[0])
+            for path in ("/etc/foobar/packages.json", "/etc/foobar/agent-packages.json")
+        }
+        assert plans["/etc/foobar/packages.json"]["packages"] == ROLE_PACKAGES[role]
+        assert plans["/etc/foobar/agent-packages.json"]["packages"] == AGENT_PACKAGES[role]
+        for plan in plans.values():
+            assert 60 <= plan["deadline_s"] <= 3600, "bounded: a boot that can't install fails, visibly"
+
+
+def test_boot_order(rendered: dict[tuple[str, str], str]) -> None:
+    for (_, role), text in rendered.items():
+        runcmd = _runcmd(text)
+        daemon = r.DAEMON[role]
+        assert runcmd[0] == "set -e", "a step that gave up ends the boot (and cloud-init reports an error)"
+        assert runcmd[1] == f"{BOOT} install /etc/foobar/packages.json", "packages first, with retries"
+        tls = runcmd.index(f"{BOOT} fetch-tls /etc/foobar/tls.json")
+        restart = runcmd.index(f"systemctl restart {daemon}")
+        assert 1 < tls < runcmd.index(f"systemctl enable {daemon}") < restart
+        # Monitoring after the daemon: a download that can never succeed doesn't keep the site down.
+        assert restart < runcmd.index(f"{BOOT} install /etc/foobar/agent-packages.json") < len(runcmd) - 1
+        assert runcmd[-1] == "/usr/local/sbin/foobar-monitoring-setup", "the agent starts last, after the daemon"
+
+
+def test_daemon_configs_are_put_in_place_after_their_packages(rendered: dict[tuple[str, str], str]) -> None:
+    """cloud-init writes every file before runcmd, so a daemon config at its package's path would be
+    there before the package: dpkg would meet a conffile it didn't write, and nginx's first start
+    (in the package's postinst) would fail on certificates not fetched yet. So it waits in
+    /etc/foobar and the install job copies it after the packages."""
     for (_, role), text in rendered.items():
         path = c.HAPROXY_CFG if role == "lb" else c.NGINX_CONF
-        assert _file(text, path)[1].get("defer") is True
+        written = written_files(text)
+        assert not [p for p in written if p.startswith(("/etc/haproxy/", "/etc/nginx/"))], role
+        plan = json.loads(written["/etc/foobar/packages.json"][0])
+        (placed,) = plan["files"]
+        assert placed["dest"] == path and placed["mode"] == 0o644 and placed["src"].startswith("/etc/foobar/")
+        assert _file(text, path)[0] == written[placed["src"]][0]
+
+
+def _run_boot_script(text: str, tmp: Path, fail: str = "") -> tuple[int, list[str]]:
+    """The runcmd script as cloud-init writes it (its own ``shellify``), run with every command
+    replaced by a stub that records its call; the stub of the command containing ``fail`` exits 1."""
+    runcmd = yaml.safe_load(text)["runcmd"]
+    code = "import json, sys; from cloudinit.util import shellify; print(shellify(json.load(sys.stdin)), end='')"
+    script = subprocess.run(
+        ["/usr/bin/python3", "-c", code], input=json.dumps(runcmd), capture_output=True, text=True, check=True
+    ).stdout
+    stubs, record = tmp / "stubs", tmp / "calls"
+    stubs.mkdir(parents=True)
+    for name in {*(Path(step[0]).name for step in runcmd if isinstance(step, list)), "systemctl"}:
+        (stubs / name).write_text(
+            f'#!/bin/sh\necho "{name} $*" >> {record}\ncase "{name} $*" in *"{fail or "-never-"}"*) exit 1;; esac\n'
+        )
+        (stubs / name).chmod(0o755)
+    script = re.sub(r"'/usr/local/sbin/([^']+)'", rf"'{stubs}/\1'", script)
+    (tmp / "runcmd").write_text(script)
+    (tmp / "runcmd").chmod(0o755)
+    result = subprocess.run([str(tmp / "runcmd")], env={"PATH": f"{stubs}:/usr/bin:/bin"}, check=False)
+    return result.returncode, [line.strip() for line in record.read_text().splitlines()] if record.exists() else []
+
+
+@pytest.mark.parametrize("role", ["lb", "web", "app"])
+def test_boot_stops_at_a_step_that_gave_up(rendered: dict[tuple[str, str], str], tmp: Path, role: str) -> None:
+    text, daemon = rendered["prod", role], r.DAEMON[role]
+    status, calls = _run_boot_script(text, tmp / "ok")
+    assert status == 0 and calls[-1] == "foobar-monitoring-setup"
+    assert calls[0] == "foobar-boot install /etc/foobar/packages.json"
+    # Packages that never came: no TLS fetch, no daemon started on a half-made server, and a failed boot.
+    status, calls = _run_boot_script(text, tmp / "no-packages", fail="install /etc/foobar/packages.json")
+    assert status != 0 and calls == ["foobar-boot install /etc/foobar/packages.json"]
+    status, calls = _run_boot_script(text, tmp / "no-tls", fail="fetch-tls")
+    assert status != 0 and f"systemctl restart {daemon}" not in calls
+    # The monitoring agent's packages or download failing: reported, but the daemon already runs.
+    for n, step in enumerate(("install /etc/foobar/agent-packages.json", "foobar-monitoring-setup")):
+        status, calls = _run_boot_script(text, tmp / f"no-agent-{n}", fail=step)
+        assert status != 0 and f"systemctl restart {daemon}" in calls
+
+
+def test_one_timer_renews_every_certificate(rendered: dict[tuple[str, str], str]) -> None:
+    """Certificates are re-issued by ``pulumi up`` before they expire, without replacing servers: every
+    role re-fetches its own from SSM after boot and daily, the LB also re-exports ACM's."""
+    for (stack, role), text in rendered.items():
+        timer = _file(text, "/etc/systemd/system/foobar-tls.timer")[0].decode()
+        assert "OnBootSec=" in timer and "OnCalendar=daily" in timer and "Persistent=true" in timer
+        service = _file(text, "/etc/systemd/system/foobar-tls.service")[0].decode()
+        jobs = re.findall(r"^ExecStart=(.+)$", service, re.M)
+        expected = [f"{BOOT} fetch-tls /etc/foobar/tls.json"]
+        if role == "lb" and stack != "dev":
+            expected.append(f"{BOOT} refresh-cert /etc/foobar/acm.json")
+        assert jobs == expected, (stack, role)
+        assert re.search(r"^TimeoutStartSec=\d+min$", service, re.M), "a stuck run can't block the next ones"
+        assert "systemctl enable --now foobar-tls.timer" in _runcmd(text)
+        assert not [p for p in decoded_files(text) if "refresh-cert" in p], "no second timer"
+
+
+@pytest.mark.parametrize("role", ["lb", "web", "app"])
+def test_each_role_ships_the_jobs_it_runs_and_all_they_use(
+    rendered: dict[tuple[str, str], str], tmp: Path, role: str
+) -> None:
+    text = rendered["prod", role]
+    module = _file(text, BOOT)[0].decode()
+    called = {cmd.split()[1] for cmd in _runcmd(text) if cmd.startswith(BOOT)}
+    for unit in ("foobar-tls.service", "foobar-app-env.service"):
+        if f"/etc/systemd/system/{unit}" in decoded_files(text):
+            body = _file(text, f"/etc/systemd/system/{unit}")[0].decode()
+            called |= {m.split()[0] for m in re.findall(rf"^ExecStart={BOOT} (.+)$", body, re.M)}
+    namespace: dict[str, Any] = {"__name__": "shipped"}
+    exec(compile(module, BOOT, "exec"), namespace)
+    assert set(namespace["JOBS"]) == called
+    assert ("refresh_cert" in namespace) is (role == "lb") and ("app_env" in namespace) is (role == "app")
+    # Nothing left refers to a function that was left out (ruff's undefined-name check).
+    (tmp / "boot.py").write_text(module)
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--isolated", "--select", "F821,F811", str(tmp / "boot.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ruff.returncode == 0, ruff.stdout
 
 
 def test_tls_plan_keeps_keys_private(rendered: dict[tuple[str, str], str]) -> None:
@@ -106,12 +232,10 @@ def test_lb_acm_refresh_only_with_an_arn(rendered: dict[tuple[str, str], str]) -
     import json
 
     dev, prod = rendered["dev", "lb"], rendered["prod", "lb"]
-    assert r.REFRESH_CERT not in decoded_files(dev)
+    assert "/etc/foobar/acm.json" not in decoded_files(dev)
     acm = json.loads(_file(prod, "/etc/foobar/acm.json")[0])
     assert acm["certificate_arn"] == ARN and acm["pem_path"] == c.HAPROXY_SITE_PEM
-    timer = _file(prod, "/etc/systemd/system/foobar-refresh-cert.timer")[0].decode()
-    assert "OnBootSec=" in timer and "OnCalendar=daily" in timer
-    assert [r.REFRESH_CERT] in yaml.safe_load(prod)["runcmd"]
+    assert f"{BOOT} refresh-cert /etc/foobar/acm.json" in _runcmd(prod)
     # With ACM the fetch job must not overwrite the exported certificate; without it, it must.
     for text, keep in ((dev, False), (prod, True)):
         plan = json.loads(_file(text, "/etc/foobar/tls.json")[0])
@@ -320,8 +444,8 @@ def test_web_fetches_the_site_from_s3_when_given_an_archive() -> None:
         "dest": "/var/www",
         "top": "foobar",
     }
-    runcmd = [" ".join(step) for step in yaml.safe_load(text)["runcmd"]]
-    assert runcmd.index("/usr/local/sbin/foobar-fetch-site") < runcmd.index("systemctl restart nginx")
+    runcmd = _runcmd(text)
+    assert runcmd.index(f"{BOOT} fetch-app /etc/foobar/site-archive.json") < runcmd.index("systemctl restart nginx")
     with pytest.raises(ValueError, match="site_archive_sha256"):
         cloud_config(dataclasses.replace(web, site_archive_sha256="nope"))
 

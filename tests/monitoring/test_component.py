@@ -174,7 +174,9 @@ def test_log_groups_match_the_agents_and_have_retention(mocks: Recorder) -> None
 
 
 def test_agent_statements_name_only_the_given_groups() -> None:
-    statements = agent_statements(partition="aws", region="eu-west-1", account="123456789012", log_groups=["/a/b"])
+    statements: list[dict[str, Any]] = agent_statements(
+        partition="aws", region="eu-west-1", account="123456789012", log_groups=["/a/b"]
+    )
     (write,) = [s for s in statements if "logs:PutLogEvents" in s["Action"]]
     assert write["Resource"] == [
         "arn:aws:logs:eu-west-1:123456789012:log-group:/a/b",

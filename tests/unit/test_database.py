@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from tests.unit.harness import Run, resolve, run
 
 
-def dbs(r: Run) -> tuple[object, object | None]:
+def dbs(r: Run) -> tuple[Any, Any]:
     found = {x.name.rsplit("-", 1)[1]: x for x in r.of_type("aws:rds/instance:Instance")}
     return found["primary"], found.get("replica")
 

@@ -1,10 +1,17 @@
 #!/usr/bin/python3
-"""Boot-time jobs of the foobar servers: fetch TLS material, refresh the ACM certificate, write app.env.
+"""Boot-time jobs of the foobar servers: install packages, fetch TLS material (and the exported ACM
+certificate), write app.env, unpack the app or site archive.
 
-Shipped in the user-data as /usr/local/lib/foobar/foobar_boot.py and run by small wrappers in
-/usr/local/sbin. Standard library plus boto3 (and python3-cryptography on the load balancer), as
-packaged by Ubuntu. Each job reads a JSON file of plain values written by cloud-init. Secrets (keys,
-passphrases) are written to 0600 files and never printed: log lines name parameters, never values.
+Shipped in the user-data as the executable /usr/local/sbin/foobar-boot (``foobar-boot JOB
+PLAN.json``), with only the jobs its role runs (see ``job``). Standard library plus boto3 (and
+python3-cryptography on the load balancer), as packaged by Ubuntu; ``install`` needs only the
+standard library, since it is what installs boto3. Each job reads a JSON plan of plain values
+written by cloud-init. Secrets (keys, passphrases) are written to 0600 files and never printed:
+log lines name parameters, never values.
+
+Every wait is bounded (:func:`retry`, ``DEADLINE_S``) except app-env's wait for the database, which
+runs in its own unit that nothing waits for. A job that gives up exits non-zero with one log line
+saying what it waited for; cloud-init's runcmd stops there (``set -e``) and reports the failure.
 """
 
 from __future__ import annotations
@@ -23,11 +30,26 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 KEY_MODE = 0o600
 PUBLIC_MODE = 0o644
 MAX_DELAY_S = 60
+DEADLINE_S = 1200
+"""How long a boot job waits for what it needs (SSM parameters, an archive, the package mirror)."""
+APT = (
+    "apt-get", "-q", "-y",
+    "-o", "Acquire::Retries=3",
+    "-o", "Acquire::http::Timeout=30",
+    "-o", "Acquire::https::Timeout=30",
+    "-o", "DPkg::Lock::Timeout=300",
+    "-o", "Dpkg::Options::=--force-confdef",
+    "-o", "Dpkg::Options::=--force-confold",
+)  # fmt: skip
+"""apt-get as cloud-init calls it, plus retries per download and a wait for a lock held by apt-daily."""
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}
+APT_CALL_S = 900  # only against a hung apt: killing dpkg at a deadline would leave it half-configured
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -58,36 +80,127 @@ def write_atomic(path: str | Path, data: bytes, mode: int) -> bool:
     return True
 
 
-def get_parameters(
-    ssm: Any, path: str, names: Sequence[str], *, sleep: Callable[[float], None] = time.sleep, attempts: int = 0
-) -> dict[str, str]:
-    """Read ``<path>/<name>`` for every name, waiting with backoff until all exist.
+class NotReady(Exception):
+    """Something that clears by itself (a parameter not created yet, a mirror not reachable yet).
 
-    At first boot the parameters may not exist yet (Pulumi creates them beside the instances, the
-    database ones only once RDS is up). ``attempts`` > 0 bounds the wait (tests); 0 waits for ever.
+    Its message is logged, so it must never hold a value read from AWS.
     """
-    delay = 2.0
-    attempt = 0
+
+
+def retry(
+    what: str,
+    action: Callable[[], T],
+    *,
+    deadline_s: float = DEADLINE_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Call ``action`` until it returns, with backoff (2 s doubling to 60 s), logging every failure.
+
+    Gives up with :class:`TimeoutError` once ``deadline_s`` has passed, so a timer run or a boot
+    step never hangs; ``deadline_s`` <= 0 waits for ever (app-env's wait for the database). Only a
+    :class:`NotReady` message is logged; other errors by type, as their text may quote values.
+    """
+    end = clock() + deadline_s
+    delay, attempt = 2.0, 0
     while True:
         attempt += 1
         try:
-            response = ssm.get_parameters(Names=[f"{path}/{n}" for n in names], WithDecryption=True)
-        except Exception as err:  # network or IAM propagation at boot: retry, never print values
-            log(f"SSM not readable yet ({type(err).__name__}); retrying in {delay:.0f}s")
+            result = action()
+        except Exception as err:
+            reason = str(err) if isinstance(err, NotReady) else type(err).__name__
+            left = end - clock() if deadline_s > 0 else delay
+            if left <= 0:
+                log(f"{what}: attempt {attempt} failed ({reason}); giving up after {deadline_s:.0f}s")
+                raise TimeoutError(f"{what}: gave up after {attempt} attempts ({reason})") from None
+            wait = min(delay, left)
+            log(f"{what}: attempt {attempt} failed ({reason}); retrying in {wait:.0f}s")
+            sleep(wait)
+            delay = min(delay * 2, MAX_DELAY_S)
         else:
-            found = {p["Name"].rsplit("/", 1)[-1]: p["Value"] for p in response.get("Parameters", [])}
-            missing = [n for n in names if n not in found]
-            if not missing:
-                return found
-            log(f"waiting for SSM parameters {', '.join(f'{path}/{n}' for n in missing)}; retrying in {delay:.0f}s")
-        if attempts and attempt >= attempts:
-            raise TimeoutError(f"SSM parameters under {path} still missing after {attempt} attempts")
-        sleep(delay)
-        delay = min(delay * 2, MAX_DELAY_S)
+            if attempt > 1:
+                log(f"{what}: done at attempt {attempt}")
+            return result
+
+
+def read_parameters(ssm: Any, path: str, names: Sequence[str]) -> dict[str, str]:
+    """``{name: value}`` of ``<path>/<name>`` for every name; :class:`NotReady` naming those missing."""
+    response = ssm.get_parameters(Names=[f"{path}/{n}" for n in names], WithDecryption=True)
+    found = {p["Name"].rsplit("/", 1)[-1]: p["Value"] for p in response.get("Parameters", [])}
+    missing = [f"{path}/{n}" for n in names if n not in found]
+    if missing:
+        raise NotReady(f"waiting for {', '.join(missing)}")
+    return found
+
+
+def get_parameters(ssm: Any, path: str, names: Sequence[str], **kw: Any) -> dict[str, str]:
+    """:func:`read_parameters`, waiting (see :func:`retry`) until all exist.
+
+    At first boot the parameters may not exist yet (Pulumi creates them beside the instances, the
+    database ones only once RDS is up).
+    """
+    return retry(f"SSM parameters under {path}", lambda: read_parameters(ssm, path, names), **kw)
+
+
+def run_command(cmd: Sequence[str]) -> int:
+    """Run ``cmd`` with its output on ours (cloud-init's log, the journal); its exit status, 124 if hung."""
+    try:
+        return subprocess.run(cmd, env={**os.environ, **APT_ENV}, timeout=APT_CALL_S, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return 124
+
+
+def install(
+    config: dict[str, Any],
+    *,
+    run: Callable[[Sequence[str]], int] = run_command,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Install ``packages`` with apt, retrying until ``deadline_s``, then put the staged ``files`` in place.
+
+    Not cloud-init's ``packages``: that runs once at a fixed point of the boot, so a server whose way
+    out isn't there yet (the load balancer before its Elastic IP, a NAT route not usable yet, a mirror
+    hiccup) never got its daemon. ``apt-get update`` reports an unreachable mirror as a warning only,
+    so an attempt counts as done when ``install`` succeeds. The deadline is checked between attempts
+    (an apt run is never cut short). Daemon configs come after the packages: the package's first
+    start uses its own config, and dpkg never meets a conffile it didn't write.
+    """
+    packages = list(config["packages"])
+
+    def attempt() -> None:
+        run(["dpkg", "--configure", "-a"])  # finishes a run cut short; a no-op otherwise
+        update = run([*APT, "update"])
+        status = run([*APT, "install", *packages])
+        if status:
+            raise NotReady(f"apt-get install exited {status}, update {update}")
+
+    deadline_s = float(config.get("deadline_s", DEADLINE_S))
+    retry(f"installing {' '.join(packages)}", attempt, deadline_s=deadline_s, sleep=sleep, clock=clock)
+    log(f"installed {' '.join(packages)}")
+    for f in config.get("files", []):
+        write_atomic(f["dest"], Path(f["src"]).read_bytes(), int(f["mode"]))
+        log(f"placed {f['dest']}")
 
 
 def _pem(*parts: str) -> bytes:
     return "".join(p.strip() + "\n" for p in parts if p.strip()).encode()
+
+
+def _public_key(cmd: Sequence[str], pem: str) -> bytes:
+    """The public key of a PEM fed on stdin (never an argument: ps shows those), empty if unreadable."""
+    result = subprocess.run(["openssl", *cmd], input=pem.encode(), capture_output=True, timeout=30, check=False)
+    return result.stdout if result.returncode == 0 else b""
+
+
+def key_matches(cert: str, key: str) -> bool:
+    """Whether the certificate (the first in ``cert``) is for this private key.
+
+    Pulumi writes tls-cert and tls-key as two parameters: a run in the middle of a renewal could read
+    a new certificate with the old key, and a daemon reloaded with that pair would not start again.
+    """
+    public = _public_key(["x509", "-noout", "-pubkey"], cert)
+    return bool(public) and public == _public_key(["pkey", "-pubout", "-passin", "pass:"], key)
 
 
 def reload_unit(unit: str) -> None:
@@ -99,14 +212,30 @@ def reload_unit(unit: str) -> None:
 def fetch_tls(config: dict[str, Any], ssm: Any, **kw: Any) -> bool:
     """Write each configured file from SSM parameters; returns whether anything changed.
 
-    A file entry: ``{"path", "parts": [parameter names, concatenated], "mode", "keep_existing"}``.
-    ``keep_existing`` leaves a present file alone (the load balancer's served PEM once ACM replaced it).
+    A file entry: ``{"path", "parts": [parameter names, concatenated], "mode", "keep_existing"}``;
+    ``deadline_s`` (default ``DEADLINE_S``) bounds the wait.
+    ``keep_existing`` leaves a present file alone unless it still holds what another entry with the
+    same parts held (the load balancer's served PEM: kept once ACM's export replaced it, renewed
+    while it is the internal certificate). Waits until the certificate matches its key.
     """
-    names = sorted({part for f in config["files"] for part in f["parts"]})
-    values = get_parameters(ssm, config["param_path"], names, **kw)
+    files = config["files"]
+    path = config["param_path"]
+    names = sorted({part for f in files for part in f["parts"]})
+
+    def read() -> dict[str, str]:
+        values = read_parameters(ssm, path, names)
+        if {"tls-cert", "tls-key"} <= set(values) and not key_matches(values["tls-cert"], values["tls-key"]):
+            raise NotReady(f"{path}/tls-cert is not for {path}/tls-key (renewal half written?)")
+        return values
+
+    kw.setdefault("deadline_s", float(config.get("deadline_s", DEADLINE_S)))
+    values = retry(f"TLS parameters under {path}", read, **kw)
+    old = {f["path"]: Path(f["path"]).read_bytes() if Path(f["path"]).exists() else None for f in files}
     changed = False
-    for f in config["files"]:
-        if f.get("keep_existing") and Path(f["path"]).exists():
+    for f in files:
+        current = old[f["path"]]
+        copies = {old[g["path"]] for g in files if g is not f and g["parts"] == f["parts"]}
+        if f.get("keep_existing") and current is not None and current not in copies:
             continue
         if write_atomic(f["path"], _pem(*(values[p] for p in f["parts"])), int(f["mode"])):
             log(f"installed {f['path']} (mode {int(f['mode']):o})")
@@ -165,34 +294,30 @@ def app_env(
     *,
     fetch: Callable[[str], bytes] = download,
     sleep: Callable[[float], None] = time.sleep,
-    attempts: int = 0,
+    deadline_s: float = 0,
 ) -> str:
     """Write the app's environment file from SSM (where the database is) and the RDS CA bundle.
 
-    Never a password: the app reads the database secret from Secrets Manager with its instance role.
+    Waits for ever by default: the database comes long after the server, and foobar-app-env.service
+    is the only one waiting. Never a password: the app reads the database secret itself.
     """
-    values = get_parameters(
-        ssm, config["param_path"], ["db-writer", "db-reader", "db-secret-arn"], sleep=sleep, attempts=attempts
-    )
+    kw: dict[str, Any] = {"sleep": sleep, "deadline_s": deadline_s}
+    values = get_parameters(ssm, config["param_path"], ["db-writer", "db-reader", "db-secret-arn"], **kw)
     ca_file = Path(config["ca_file"])
-    delay, attempt = 2.0, 0
-    while True:
-        attempt += 1
+
+    def bundle() -> bytes:
+        data = fetch(config["ca_url"])
+        if b"BEGIN CERTIFICATE" not in data:
+            raise NotReady("not a PEM bundle")
+        return data
+
+    if ca_file.exists():
         try:
-            bundle = fetch(config["ca_url"])
-            if b"BEGIN CERTIFICATE" not in bundle:
-                raise ValueError("not a PEM bundle")
-            write_atomic(ca_file, bundle, PUBLIC_MODE)
-            break
+            write_atomic(ca_file, bundle(), PUBLIC_MODE)
         except Exception as err:
-            if ca_file.exists():
-                log(f"RDS CA bundle not refreshed ({type(err).__name__}); keeping {ca_file}")
-                break
-            if attempts and attempt >= attempts:
-                raise
-            log(f"RDS CA bundle not downloaded yet ({type(err).__name__}); retrying in {delay:.0f}s")
-            sleep(delay)
-            delay = min(delay * 2, MAX_DELAY_S)
+            log(f"RDS CA bundle not refreshed ({type(err).__name__}); keeping {ca_file}")
+    else:
+        write_atomic(ca_file, retry("RDS CA bundle", bundle, **kw), PUBLIC_MODE)
     env = {
         "FOOBAR_DB_WRITER_HOST": values["db-writer"],
         "FOOBAR_DB_READER_HOST": values["db-reader"],
@@ -211,9 +336,7 @@ def app_env(
     return text
 
 
-def fetch_app(
-    config: dict[str, Any], s3: Any, *, sleep: Callable[[float], None] = time.sleep, attempts: int = 0
-) -> None:
+def fetch_app(config: dict[str, Any], s3: Any, **kw: Any) -> None:
     """Download a code or content archive from S3, check its sha256, and unpack it as ``<dest>/<top>``
     (``top`` defaults to ``app``; the web tier's static site uses the same job).
 
@@ -221,21 +344,16 @@ def fetch_app(
     so a changed archive means a new instance, and a tampered or stale one is refused.
     """
     bucket, _, key = config["archive_url"].removeprefix("s3://").partition("/")
-    delay, attempt = 2.0, 0
-    while True:
-        attempt += 1
-        try:
-            data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            digest = hashlib.sha256(data).hexdigest()
-            if digest == config["sha256"]:
-                break
-            log(f"{config['archive_url']} has sha256 {digest}, expected {config['sha256']}")
-        except Exception as err:
-            log(f"{config['archive_url']} not readable yet ({type(err).__name__})")
-        if attempts and attempt >= attempts:
-            raise RuntimeError(f"no archive with sha256 {config['sha256']} at {config['archive_url']}")
-        sleep(delay)
-        delay = min(delay * 2, MAX_DELAY_S)
+
+    def download_archive() -> bytes:
+        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != config["sha256"]:
+            raise NotReady(f"sha256 {digest}, expected {config['sha256']}")
+        return data
+
+    kw.setdefault("deadline_s", float(config.get("deadline_s", DEADLINE_S)))
+    data = retry(config["archive_url"], download_archive, **kw)
     dest = Path(config["dest"])
     staging = Path(tempfile.mkdtemp(dir=dest.parent if dest.parent.exists() else None, prefix=".app-"))
     try:
@@ -265,23 +383,58 @@ def _client(service: str, region: str) -> Any:
     return boto3.client(service, region_name=region)
 
 
+Job = Callable[[dict[str, Any]], None]
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str) -> Callable[[Job], Job]:
+    """Register a command-line job. The renderer ships a role only the jobs it runs and what they use."""
+
+    def register(function: Job) -> Job:
+        JOBS[name] = function
+        return function
+
+    return register
+
+
+@job("install")
+def _install_job(config: dict[str, Any]) -> None:
+    install(config)
+
+
+@job("fetch-tls")
+def _fetch_tls_job(config: dict[str, Any]) -> None:
+    if fetch_tls(config, _client("ssm", config["region"])):
+        reload_unit(config.get("reload_unit", ""))
+
+
+@job("refresh-cert")
+def _refresh_cert_job(config: dict[str, Any]) -> None:
+    if refresh_cert(config, _client("acm", config["region"])):
+        reload_unit(config.get("reload_unit", ""))
+
+
+@job("app-env")
+def _app_env_job(config: dict[str, Any]) -> None:
+    app_env(config, _client("ssm", config["region"]))
+
+
+@job("fetch-app")
+def _fetch_app_job(config: dict[str, Any]) -> None:
+    fetch_app(config, _client("s3", config["region"]))
+
+
 def main(argv: Sequence[str]) -> int:
-    """``foobar_boot.py fetch-tls|refresh-cert|app-env|fetch-app CONFIG.json``."""
-    jobs = ("fetch-tls", "refresh-cert", "app-env", "fetch-app")
-    if len(argv) != 2 or argv[0] not in jobs:
-        log(f"usage: foobar_boot.py {'|'.join(jobs)} CONFIG.json")
+    """``foobar-boot JOB CONFIG.json``: 0 when done, 1 (one log line) when not, 2 for a bad call."""
+    if len(argv) != 2 or argv[0] not in JOBS:
+        log(f"usage: foobar-boot {'|'.join(JOBS)} CONFIG.json")
         return 2
-    job, config = argv[0], json.loads(Path(argv[1]).read_text())
-    if job == "fetch-tls":
-        if fetch_tls(config, _client("ssm", config["region"])):
-            reload_unit(config.get("reload_unit", ""))
-    elif job == "refresh-cert":
-        if refresh_cert(config, _client("acm", config["region"])):
-            reload_unit(config.get("reload_unit", ""))
-    elif job == "app-env":
-        app_env(config, _client("ssm", config["region"]))
-    else:
-        fetch_app(config, _client("s3", config["region"]))
+    try:
+        JOBS[argv[0]](json.loads(Path(argv[1]).read_text()))
+    except Exception as err:  # one line, no traceback: only our own messages, which never hold values
+        ours = isinstance(err, TimeoutError | NotReady | ValueError | OSError | KeyError)
+        log(f"{argv[0]} failed: {type(err).__name__}{f': {err}' if ours else ''}")
+        return 1
     return 0
 
 
