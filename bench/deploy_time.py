@@ -26,6 +26,9 @@ SECONDS = {
     "aws:ec2/subnet:Subnet": 5,
     "aws:ec2/eip:Eip": 3,
     "aws:iam/instanceProfile:InstanceProfile": 8,
+    # `pulumi up` waits until min_size members are in service: launch, cloud-init (~2 min), own /healthz,
+    # then the member completes its launch hook.
+    "aws:autoscaling/group:Group": 180,
 }
 RDS_SINGLE_AZ, RDS_MULTI_AZ, RDS_REPLICA = 270, 900, 600
 DEFAULT = 3
@@ -60,7 +63,7 @@ def critical_path(result: Run, *, exclude_db: bool = False) -> tuple[int, list[R
 
 
 def waits_on_database(result: Run) -> list[str]:
-    """Instances with an RDS instance anywhere upstream."""
+    """Servers (instances, launch templates, groups) with an RDS instance anywhere upstream."""
     by_urn = {r.urn: r for r in result.resources}
 
     @cache
@@ -72,8 +75,10 @@ def waits_on_database(result: Run) -> list[str]:
 
     return [
         r.name
-        for r in result.of_type("aws:ec2/instance:Instance")
-        if any(by_urn[u].type == "aws:rds/instance:Instance" for u in upstream(r.urn) if u in by_urn)
+        for r in result.resources
+        if r.type
+        in ("aws:ec2/instance:Instance", "aws:ec2/launchTemplate:LaunchTemplate", "aws:autoscaling/group:Group")
+        and any(by_urn[u].type == "aws:rds/instance:Instance" for u in upstream(r.urn) if u in by_urn)
     ]
 
 

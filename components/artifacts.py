@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import Settings
-from userdata.render import app_archive, site_archive
+from userdata.render import app_archive, node_archive, site_archive
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Archive:
 def archives() -> dict[str, Archive]:
     """The role -> archive it fetches (web: the site, app: the code). Pure, for tests."""
     out = {}
-    for role, data in (("web", site_archive()), ("app", app_archive())):
+    for role, data in (("web", site_archive()), ("app", app_archive()), ("lb", node_archive())):
         digest = hashlib.sha256(data).hexdigest()
         out[role] = Archive(f"{role}/{digest}.tar.gz", digest, data)
     return out

@@ -28,17 +28,22 @@ from userdata.agent import (
     log_group_names,
 )
 
-AWS_METRICS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("AWS/EC2", "CPUUtilization"): ("InstanceId",),
-    ("AWS/EC2", "StatusCheckFailed"): ("InstanceId",),
-    ("AWS/RDS", "CPUUtilization"): ("DBInstanceIdentifier",),
-    ("AWS/RDS", "FreeStorageSpace"): ("DBInstanceIdentifier",),
-    ("AWS/RDS", "DatabaseConnections"): ("DBInstanceIdentifier",),
-    ("AWS/RDS", "ReplicaLag"): ("DBInstanceIdentifier",),
-    ("AWS/RDS", "ReadLatency"): ("DBInstanceIdentifier",),
-    ("AWS/RDS", "WriteLatency"): ("DBInstanceIdentifier",),
+AWS_METRICS: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
+    ("AWS/EC2", "CPUUtilization"): (("InstanceId",), ("AutoScalingGroupName",)),
+    ("AWS/EC2", "StatusCheckFailed"): (("InstanceId",), ("AutoScalingGroupName",)),
+    ("AWS/AutoScaling", "GroupInServiceInstances"): (("AutoScalingGroupName",),),
+    ("AWS/AutoScaling", "GroupDesiredCapacity"): (("AutoScalingGroupName",),),
+    ("AWS/RDS", "CPUUtilization"): (("DBInstanceIdentifier",),),
+    ("AWS/RDS", "FreeStorageSpace"): (("DBInstanceIdentifier",),),
+    ("AWS/RDS", "DatabaseConnections"): (("DBInstanceIdentifier",),),
+    ("AWS/RDS", "ReplicaLag"): (("DBInstanceIdentifier",),),
+    ("AWS/RDS", "ReadLatency"): (("DBInstanceIdentifier",),),
+    ("AWS/RDS", "WriteLatency"): (("DBInstanceIdentifier",),),
 }
-"""The AWS metrics (namespace, name) -> dimension names that alarms and the dashboard use."""
+"""The AWS metrics (namespace, name) -> the dimension sets alarms and the dashboard use them with.
+
+EC2 aggregates its instance metrics per Auto Scaling group (``AutoScalingGroupName``); the group
+metrics need the group's ``enabled_metrics``."""
 
 PERIOD = 60
 
@@ -61,7 +66,11 @@ class MonitoringArgs:
     alarm_email: str
     """E-mail subscribed to the alarm topic; empty means no subscription."""
     instance_ids: Mapping[str, Sequence[pulumi.Input[str]]]
-    """Instance ids per role ("lb", "web", "app")."""
+    """Instance ids of the roles that run plain instances (the load balancer)."""
+    group_names: Mapping[str, pulumi.Input[str]]
+    """Auto Scaling group name of each tier ("web", "app")."""
+    group_min_sizes: Mapping[str, int]
+    """The fewest in-service members each group should have."""
     db_primary_identifier: pulumi.Input[str]
     db_replica_identifier: pulumi.Input[str] | None
     db_allocated_storage_gib: int
@@ -84,9 +93,15 @@ class MonitoringArgs:
         unknown = set(self.instance_ids) - set(ROLES)
         if unknown:
             raise ValueError(f"instance_ids has unknown roles {sorted(unknown)}; allowed: {', '.join(ROLES)}")
-        for role in ROLES:
-            if not self.instance_ids.get(role):
+        for role, ids in self.instance_ids.items():
+            if not ids:
                 raise ValueError(f"instance_ids[{role!r}] must list at least one instance id")
+        if set(self.instance_ids) & set(self.group_names):
+            raise ValueError("a role is either in instance_ids or in group_names, not both")
+        if set(self.instance_ids) | set(self.group_names) != set(ROLES):
+            raise ValueError(f"instance_ids and group_names must cover every role: {', '.join(ROLES)}")
+        if set(self.group_min_sizes) != set(self.group_names) or min(self.group_min_sizes.values(), default=1) < 1:
+            raise ValueError("group_min_sizes must give each group in group_names a size of at least 1")
         if not re.match(r"^\d{12}$", self.account):
             raise ValueError(f"account must be a 12-digit AWS account id; got {self.account!r}")
         if self.db_allocated_storage_gib < 20:
@@ -128,6 +143,7 @@ def dashboard_body(
     stack: str,
     region: str,
     instance_ids: Mapping[str, Sequence[str]],
+    group_names: Mapping[str, str],
     db_primary: str,
     db_replica: str | None,
 ) -> dict[str, Any]:
@@ -169,6 +185,15 @@ def dashboard_body(
     ]
     hosts = [(role, iid) for role in ROLES for iid in instance_ids.get(role, ())]
     cpu = [_metric("AWS/EC2", "CPUUtilization", {"InstanceId": i}, label=f"{r} {i}") for r, i in hosts]
+    cpu += [
+        _metric("AWS/EC2", "CPUUtilization", {"AutoScalingGroupName": g}, label=f"{t} group")
+        for t, g in group_names.items()
+    ]
+    members = [
+        _metric("AWS/AutoScaling", what, {"AutoScalingGroupName": g}, label=f"{t} {label}")
+        for t, g in group_names.items()
+        for what, label in (("GroupInServiceInstances", "in service"), ("GroupDesiredCapacity", "desired"))
+    ]
     mem = [_metric(ns, "mem_used_percent", {"InstanceId": i}, label=f"{r} {i}") for r, i in hosts]
     disk = [_metric(ns, "disk_used_percent", {"InstanceId": i}, label=f"{r} {i}") for r, i in hosts]
     dbs = [("primary", db_primary)] + ([("replica", db_replica)] if db_replica else [])
@@ -193,9 +218,10 @@ def dashboard_body(
         _widget("Load balancer 5xx rate, %", rate, region, stat="Sum"),
         _widget("Backend servers up / down", health, region, stat="Minimum"),
         _widget("nginx active connections", conns, region),
-        _widget("CPU % per instance", cpu, region),
-        _widget("Memory used % per instance", mem, region),
-        _widget("Root disk used % per instance", disk, region),
+        _widget("CPU %: load balancer, and average per group", cpu, region),
+        _widget("Group members in service / desired", members, region, stat="Minimum"),
+        _widget("Memory used % (load balancer)", mem, region),
+        _widget("Root disk used % (load balancer)", disk, region),
         _widget("Database CPU %", db("CPUUtilization"), region),
         _widget("Database connections", db("DatabaseConnections"), region, stat="Maximum"),
         _widget("Database free storage, bytes", db("FreeStorageSpace"), region, stat="Minimum"),
@@ -430,6 +456,43 @@ class Monitoring(pulumi.ComponentResource):
                     evaluation_periods=5,
                 )
 
+        for tier, group in args.group_names.items():
+            dims = {"AutoScalingGroupName": group}
+            alarm(
+                f"{tier}-in-service",
+                f"Fewer than {args.group_min_sizes[tier]} {tier} servers in service for 10 minutes",
+                namespace="AWS/AutoScaling",
+                metric_name="GroupInServiceInstances",
+                dimensions=dims,
+                statistic="Minimum",
+                comparison_operator="LessThanThreshold",
+                threshold=args.group_min_sizes[tier],
+                evaluation_periods=10,
+                announce_ok=True,
+            )
+            alarm(
+                f"{tier}-status-check",
+                f"A {tier} server keeps failing its EC2 status checks (the group should have replaced it)",
+                namespace="AWS/EC2",
+                metric_name="StatusCheckFailed",
+                dimensions=dims,
+                statistic="Maximum",
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1,
+                evaluation_periods=15,
+            )
+            alarm(
+                f"{tier}-cpu",
+                f"{tier} servers average above {args.cpu_alarm_percent}% CPU for 15 minutes (at their maximum size?)",
+                namespace="AWS/EC2",
+                metric_name="CPUUtilization",
+                dimensions=dims,
+                statistic="Average",
+                comparison_operator="GreaterThanThreshold",
+                threshold=args.cpu_alarm_percent,
+                evaluation_periods=15,
+            )
+
         free_bytes = int(args.db_allocated_storage_gib * args.db_free_storage_alarm_ratio * 1024**3)
         dbs: list[tuple[str, pulumi.Input[str]]] = [("db-primary", args.db_primary_identifier)]
         if args.db_replica_identifier is not None:
@@ -484,10 +547,16 @@ class Monitoring(pulumi.ComponentResource):
             )
 
         self.dashboard_name = dashboard_name(s)
-        ids = {role: list(args.instance_ids.get(role, ())) for role in ROLES}
-        body = pulumi.Output.all(ids=ids, primary=args.db_primary_identifier, replica=args.db_replica_identifier).apply(
+        ids = {role: list(ids) for role, ids in args.instance_ids.items()}
+        body = pulumi.Output.all(
+            ids=ids,
+            groups=dict(args.group_names),
+            primary=args.db_primary_identifier,
+            replica=args.db_replica_identifier,
+        ).apply(
             lambda v: json.dumps(
-                dashboard_body(s, args.region, v["ids"], v["primary"], v["replica"]), separators=(",", ":")
+                dashboard_body(s, args.region, v["ids"], v["groups"], v["primary"], v["replica"]),
+                separators=(",", ":"),
             )
         )
         aws.cloudwatch.Dashboard(

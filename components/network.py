@@ -79,8 +79,6 @@ class Network(pulumi.ComponentResource):
                 f"{name}-nat-{i}",
                 allocation_id=eip.allocation_id,
                 subnet_id=subnet_ids["public"][i],
-                # A fixed address below the servers', so it can never take the load balancer's.
-                private_ip=plan.nat_address(s.vpc_cidr, i),
                 tags={"Name": f"foobar-nat-{i}"},
                 opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[igw]),
             )

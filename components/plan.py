@@ -1,10 +1,10 @@
 """The address plan of the VPC: pure CIDR math with the stdlib ``ipaddress``.
 
 The VPC is cut into 16 equal slots (prefix + 4). Each tier owns a fixed band of four slots and each
-AZ a fixed slot inside it, so a subnet's CIDR depends only on (tier, AZ index): adding an AZ or a
-server never moves an existing subnet. Servers get fixed private addresses too, derived from
-(role, index), so the load balancer's configuration is known before any server exists and no
-server has to wait for another.
+AZ a fixed slot inside it, so a subnet's CIDR depends only on (tier, AZ index): adding an AZ never
+moves an existing subnet. Servers and NAT gateways get no fixed address: a replacement is created
+before the old one goes, and would ask for an address still in use (``InvalidIPAddress.InUse``).
+The load balancer finds its backends at run time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Literal
 Tier = Literal["public", "web", "app", "db"]
 TIERS: tuple[Tier, ...] = ("public", "web", "app", "db")
 SLOTS_PER_TIER = 4
-FIRST_HOST = 10  # AWS reserves .0-.3 and the last address of each subnet; keep clear of them.
 
 
 @dataclass(frozen=True)
@@ -38,26 +37,3 @@ def subnet_cidr(vpc_cidr: str, tier: Tier, az_index: int) -> str:
 def subnets(vpc_cidr: str, azs: tuple[str, ...] | list[str]) -> list[Subnet]:
     """Every subnet of the VPC: one per tier and AZ."""
     return [Subnet(tier, i, az, subnet_cidr(vpc_cidr, tier, i)) for tier in TIERS for i, az in enumerate(azs)]
-
-
-NAT_HOST = 5  # in the public subnet: after AWS's reserved .0-.3, before FIRST_HOST
-
-
-def nat_address(vpc_cidr: str, az_index: int) -> str:
-    """The fixed private address of the NAT gateway in a public subnet."""
-    net = ipaddress.IPv4Network(subnet_cidr(vpc_cidr, "public", az_index))
-    return str(net.network_address + NAT_HOST)
-
-
-def server_az_index(index: int, az_count: int) -> int:
-    """Servers of a role go round-robin over the AZs."""
-    return index % az_count
-
-
-def server_address(vpc_cidr: str, tier: Tier, index: int, az_count: int) -> str:
-    """The fixed private IPv4 address of server ``index`` of a tier."""
-    net = ipaddress.IPv4Network(subnet_cidr(vpc_cidr, tier, server_az_index(index, az_count)))
-    host = FIRST_HOST + index // az_count
-    if host >= net.num_addresses - 1:
-        raise ValueError(f"subnet {net} has no room for server {index} of tier {tier}")
-    return str(net.network_address + host)

@@ -1,8 +1,9 @@
 """The servers of one role: IAM role with least privilege, instance profile, EC2 instances.
 
 Every instance: Ubuntu 24.04 LTS looked up at deploy time, IMDSv2 only, encrypted gp3 root volume,
-no public address but the load balancer's (its own at launch, then the Elastic IP), fixed private
-address from the plan, and user-data that is replaced with the instance when it changes.
+no public address but the load balancer's (its own at launch, then the Elastic IP), no fixed
+private address (a replacement is made before the old one goes), and user-data that is replaced
+with the instance when it changes.
 """
 
 from __future__ import annotations
@@ -97,6 +98,49 @@ def role_policy(
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+def instance_role(
+    name: str,
+    *,
+    role: str,
+    partition: str,
+    region: str,
+    account: str,
+    param_path: str,
+    extra_statements: pulumi.Input[list[dict[str, object]]],
+    opts: pulumi.ResourceOptions,
+) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
+    """A role's IAM role and instance profile: SSM core, its own parameters, and its extras only."""
+    iam_role = aws.iam.Role(
+        f"{name}-role",
+        description=f"foobar {role} servers",
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+        opts=opts,
+    )
+    for i, arn in enumerate(MANAGED_POLICIES):
+        aws.iam.RolePolicyAttachment(
+            f"{name}-managed-{i}", role=iam_role.name, policy_arn=arn.format(partition=partition), opts=opts
+        )
+    aws.iam.RolePolicy(
+        f"{name}-policy",
+        role=iam_role.name,
+        policy=pulumi.Output.from_input(extra_statements).apply(
+            lambda extra: role_policy(
+                partition=partition, region=region, account=account, param_path=param_path, extra=extra
+            )
+        ),
+        opts=opts,
+    )
+    profile = aws.iam.InstanceProfile(f"{name}-profile", role=iam_role.name, opts=opts)
+    return iam_role, profile
+
+
 @dataclass
 class ServersArgs:
     role: str
@@ -104,8 +148,6 @@ class ServersArgs:
     instance_type: str
     subnet_ids: Sequence[pulumi.Input[str]]
     """One per AZ; server i goes to subnet i % len(subnet_ids)."""
-    addresses: list[str]
-    """Fixed private address per server, from the plan."""
     security_group_id: pulumi.Input[str]
     user_data: Callable[[int], pulumi.Input[str]]
     """User-data of server i."""
@@ -136,38 +178,16 @@ class Servers(pulumi.ComponentResource):
         super().__init__("foobar:servers:Servers", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
-        role = aws.iam.Role(
-            f"{name}-role",
-            description=f"foobar {args.role} servers",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
+        role, profile = instance_role(
+            name,
+            role=args.role,
+            partition=args.partition,
+            region=args.region,
+            account=args.account,
+            param_path=args.param_path,
+            extra_statements=args.extra_statements,
             opts=child,
         )
-        for i, arn in enumerate(MANAGED_POLICIES):
-            aws.iam.RolePolicyAttachment(
-                f"{name}-managed-{i}", role=role.name, policy_arn=arn.format(partition=args.partition), opts=child
-            )
-        aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=role.name,
-            policy=pulumi.Output.from_input(args.extra_statements).apply(
-                lambda extra: role_policy(
-                    partition=args.partition,
-                    region=args.region,
-                    account=args.account,
-                    param_path=args.param_path,
-                    extra=extra,
-                )
-            ),
-            opts=child,
-        )
-        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
 
         ami = ubuntu_ami(args.instance_type, pulumi.InvokeOptions(provider=args.provider))
         self.instance_ids, self.private_ips, self.public_ips = [], [], []
@@ -177,7 +197,6 @@ class Servers(pulumi.ComponentResource):
                 ami=ami,
                 instance_type=args.instance_type,
                 subnet_id=args.subnet_ids[i % len(args.subnet_ids)],
-                private_ip=args.addresses[i],
                 vpc_security_group_ids=[args.security_group_id],
                 iam_instance_profile=profile.name,
                 # The load balancer has a way out from its first second (an address of its own until

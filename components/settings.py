@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PROJECT = "foobar"
 PULUMI_YAML = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
-MAX_SERVERS_PER_ROLE = 10
+MAX_SERVERS_PER_ROLE = 20
 LOG_RETENTION_DAYS = (
     1,
     3,
@@ -72,8 +72,13 @@ ALLOWED: dict[str, str] = {
     "vpcCidr": "a private IPv4 network (RFC 1918) with a prefix from /16 to /24, e.g. 10.20.0.0/16",
     "azCount": "2 or 3, and no more than the region's available zones",
     "natStrategy": '"single", "per-az" or "none"',
-    "webCount": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}",
-    "appCount": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}",
+    "webCount": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, with webMin <= webCount <= webMax",
+    "webMin": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, no more than webCount",
+    "webMax": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, no less than webCount",
+    "appCount": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, with appMin <= appCount <= appMax",
+    "appMin": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, no more than appCount",
+    "appMax": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, no less than appCount",
+    "scalingCpuTarget": "an integer from 20 to 90",
     "lbInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.small',
     "webInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.micro',
     "appInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.small',
@@ -114,7 +119,12 @@ class Settings(BaseModel):
     az_count: int = Field(alias="azCount", ge=2, le=3)
     nat_strategy: Literal["single", "per-az", "none"] = Field(alias="natStrategy")
     web_count: int = Field(alias="webCount", ge=1, le=MAX_SERVERS_PER_ROLE)
+    web_min: int = Field(alias="webMin", ge=1, le=MAX_SERVERS_PER_ROLE)
+    web_max: int = Field(alias="webMax", ge=1, le=MAX_SERVERS_PER_ROLE)
     app_count: int = Field(alias="appCount", ge=1, le=MAX_SERVERS_PER_ROLE)
+    app_min: int = Field(alias="appMin", ge=1, le=MAX_SERVERS_PER_ROLE)
+    app_max: int = Field(alias="appMax", ge=1, le=MAX_SERVERS_PER_ROLE)
+    scaling_cpu_target: int = Field(alias="scalingCpuTarget", ge=20, le=90)
     lb_instance_type: str = Field(alias="lbInstanceType", pattern=_INSTANCE_TYPE.pattern)
     web_instance_type: str = Field(alias="webInstanceType", pattern=_INSTANCE_TYPE.pattern)
     app_instance_type: str = Field(alias="appInstanceType", pattern=_INSTANCE_TYPE.pattern)
@@ -216,6 +226,12 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _together(self) -> Settings:
+        for tier in ("web", "app"):
+            low, want, high = (getattr(self, f"{tier}_{k}") for k in ("min", "count", "max"))
+            if low > want:
+                raise _CrossError(f"{tier}Min", low, f"more than {tier}Count {want}")
+            if want > high:
+                raise _CrossError(f"{tier}Max", high, f"less than {tier}Count {want}")
         if self.az_count > len(self.zones):
             raise _CrossError("azCount", self.az_count, f"the region has only {len(self.zones)} available zones")
         if self.db_backup_retention_days == 0 and self.db_replica:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -14,6 +13,7 @@ from components.artifacts import Artifacts, ArtifactsArgs
 from components.certificates import Certificates, CertificatesArgs, param_path
 from components.database import Database, DatabaseArgs, reader_statements
 from components.firewalls import Firewalls, FirewallsArgs
+from components.groups import ServerGroup, ServerGroupArgs, discovery_statement
 from components.monitoring import (
     AgentLogs,
     AgentLogsArgs,
@@ -95,24 +95,18 @@ class Site(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
 
-        # Per server role: the subnet tier it lives in, how many, and of which instance type.
+        # Per server role: the subnet tier it lives in and its instance type. The load balancer is a
+        # plain instance; web and app are Auto Scaling groups that the load balancer discovers.
         tiers: dict[str, plan.Tier] = {"lb": "public", "web": "web", "app": "app"}
-        counts = {"lb": 1, "web": s.web_count, "app": s.app_count}
         instance_types = {"lb": s.lb_instance_type, "web": s.web_instance_type, "app": s.app_instance_type}
-        addresses = {
-            role: [plan.server_address(s.vpc_cidr, tiers[role], i, s.az_count) for i in range(count)]
-            for role, count in counts.items()
-        }
 
-        def values(role: str, index: int, **extra: object) -> RoleValues:
+        def values(role: str, **extra: object) -> RoleValues:
             return RoleValues(
                 role=role,  # type: ignore[arg-type]
                 stack=s.stack,
                 region=region,
                 domain=s.domain,
                 param_path=param_path(s.stack, role),
-                index=index,
-                private_address=addresses[role][index],
                 sumo_token_parameter=s.sumo_token_parameter,
                 **extra,  # type: ignore[arg-type]
             )
@@ -133,82 +127,99 @@ class Site(pulumi.ComponentResource):
                 *sumo,
             ]
 
-        def server_args(role: str, **kw: object) -> ServersArgs:
-            return ServersArgs(
-                role=role,
-                count=counts[role],
-                instance_type=instance_types[role],
-                subnet_ids=network.subnet_ids[tiers[role]],
-                addresses=addresses[role],
-                security_group_id=firewalls.group_ids[role],  # type: ignore[index]
-                param_path=param_path(s.stack, role),
-                partition=partition,
-                region=region,
-                account=account,
-                root_volume_gib=s.root_volume_gib,
-                provider=providers[role],
-                wait_for=[*network.egress[tiers[role]], *logs.groups[role]],
-                **kw,  # type: ignore[arg-type]
-            )
-
         # Web and app servers fetch their content and code from S3; only its address and hash are in the user-data.
-        def fetching(role: str) -> Callable[[int], pulumi.Output[str]]:
+        def fetching(role: str) -> pulumi.Output[str]:
             archive = artifacts.archives[role]
             kind = "site" if role == "web" else "app"
-
-            def user_data(i: int) -> pulumi.Output[str]:
-                return artifacts.url(role).apply(
-                    lambda url: cloud_config(
-                        values(role, i, **{f"{kind}_archive_url": url, f"{kind}_archive_sha256": archive.sha256})
-                    )
+            return artifacts.url(role).apply(
+                lambda url: cloud_config(
+                    values(role, **{f"{kind}_archive_url": url, f"{kind}_archive_sha256": archive.sha256})
                 )
-
-            return user_data
+            )
 
         def with_archive(role: str) -> pulumi.Output[list[dict[str, object]]]:
             return artifacts.read_statement(role).apply(lambda st: [st, *agent(role)])
 
+        sizes = {"web": (s.web_min, s.web_count, s.web_max), "app": (s.app_min, s.app_count, s.app_max)}
         web, app = (
-            Servers(
+            ServerGroup(
                 f"{name}-{role}",
-                server_args(role, user_data=fetching(role), extra_statements=with_archive(role)),
+                ServerGroupArgs(
+                    role=role,
+                    stack=s.stack,
+                    min_size=sizes[role][0],
+                    desired=sizes[role][1],
+                    max_size=sizes[role][2],
+                    instance_type=instance_types[role],
+                    subnet_ids=network.subnet_ids[tiers[role]],
+                    security_group_id=firewalls.group_ids[role],  # type: ignore[index]
+                    user_data=fetching(role),
+                    param_path=param_path(s.stack, role),
+                    partition=partition,
+                    region=region,
+                    account=account,
+                    root_volume_gib=s.root_volume_gib,
+                    provider=providers[role],
+                    tags=default_tags(s, role),
+                    cpu_target=s.scaling_cpu_target,
+                    # An app server comes into service once the database exists: on a first deploy
+                    # that is RDS's creation time (Multi-AZ, then the replica: up to ~35 min).
+                    capacity_timeout="60m" if role == "app" else "20m",
+                    extra_statements=with_archive(role),
+                    wait_for=[*network.egress[tiers[role]], *logs.groups[role]],
+                ),
                 pulumi.ResourceOptions(parent=self),
             )
             for role in ("web", "app")
         )
 
         acm_arn = certs.acm_certificate_arn
-        lb_extra: pulumi.Input[list[dict[str, object]]] = agent("lb")
+        lb_extra: pulumi.Input[list[dict[str, object]]] = with_archive("lb").apply(
+            lambda st: [discovery_statement(), *st]
+        )
         if acm_arn is not None:
-            lb_extra = acm_arn.apply(
-                lambda arn: [
+            lb_extra = pulumi.Output.all(acm_arn, with_archive("lb")).apply(
+                lambda v: [
                     {
                         "Sid": "ExportOwnCertificate",
                         "Effect": "Allow",
                         "Action": "acm:ExportCertificate",
-                        "Resource": arn,
+                        "Resource": v[0],
                     },
-                    *agent("lb"),
+                    discovery_statement(),
+                    *v[1],
                 ]
             )
 
-        def lb_user_data(i: int) -> pulumi.Input[str]:
-            def render(arn: str) -> str:
-                return cloud_config(
-                    values(
-                        "lb",
-                        i,
-                        web_backends=tuple(addresses["web"]),
-                        app_backends=tuple(addresses["app"]),
-                        acm_certificate_arn=arn,
-                    )
-                )
+        # The discovery agent (node/) is too big for the load balancer's user-data: it comes from S3.
+        node = artifacts.archives["lb"]
 
-            return acm_arn.apply(render) if acm_arn is not None else render("")
+        def lb_user_data(i: int) -> pulumi.Input[str]:
+            return pulumi.Output.all(artifacts.url("lb"), acm_arn if acm_arn is not None else "").apply(
+                lambda v: cloud_config(
+                    values("lb", acm_certificate_arn=v[1], node_archive_url=v[0], node_archive_sha256=node.sha256)
+                )
+            )
 
         lb = Servers(
             f"{name}-lb",
-            server_args("lb", user_data=lb_user_data, extra_statements=lb_extra, public=True),
+            ServersArgs(
+                role="lb",
+                count=1,
+                instance_type=instance_types["lb"],
+                subnet_ids=network.subnet_ids["public"],
+                security_group_id=firewalls.group_ids["lb"],
+                user_data=lb_user_data,
+                param_path=param_path(s.stack, "lb"),
+                partition=partition,
+                region=region,
+                account=account,
+                root_volume_gib=s.root_volume_gib,
+                provider=providers["lb"],
+                extra_statements=lb_extra,
+                public=True,
+                wait_for=[*network.egress["public"], *logs.groups["lb"]],
+            ),
             pulumi.ResourceOptions(parent=self),
         )
 
@@ -259,7 +270,9 @@ class Site(pulumi.ComponentResource):
                 account=account,
                 partition=partition,
                 alarm_email=s.alarm_email,
-                instance_ids={"lb": lb.instance_ids, "web": web.instance_ids, "app": app.instance_ids},
+                instance_ids={"lb": lb.instance_ids},
+                group_names={"web": web.group_name, "app": app.group_name},
+                group_min_sizes={"web": s.web_min, "app": s.app_min},
                 db_primary_identifier=db.primary_identifier,
                 db_replica_identifier=db.replica_identifier,
                 db_allocated_storage_gib=s.db_allocated_storage_gib,
@@ -291,7 +304,8 @@ class Site(pulumi.ComponentResource):
             "dbWriterEndpoint": db.writer_endpoint,
             "dbReaderEndpoint": db.reader_endpoint,
             "dbSecretArn": db.secret_arn,
-            "instanceIds": {"lb": lb.instance_ids, "web": web.instance_ids, "app": app.instance_ids},
+            "instanceIds": {"lb": lb.instance_ids},
+            "groupNames": {"web": web.group_name, "app": app.group_name},
             "securityGroupIds": firewalls.group_ids,
             "vpcId": network.vpc_id,
             "alarmTopicArn": monitoring.topic_arn,

@@ -135,6 +135,37 @@ def check_instances(clients: Clients, instance_ids: dict[str, list[str]]) -> lis
     return findings
 
 
+def check_groups(clients: Clients, group_names: dict[str, str]) -> list[Finding]:
+    """Each tier's Auto Scaling group exists and keeps at least its minimum in service; every member in
+    service is running and passes both status checks."""
+    if not group_names:
+        return []
+    autoscaling = clients.client("autoscaling")
+    found: dict[str, dict[str, Any]] = {}
+    pages = autoscaling.get_paginator("describe_auto_scaling_groups").paginate(
+        AutoScalingGroupNames=sorted(group_names.values())
+    )
+    for page in pages:
+        found.update({g["AutoScalingGroupName"]: g for g in page["AutoScalingGroups"]})
+    findings: list[Finding] = []
+    members: dict[str, list[str]] = {}
+    for tier, name in sorted(group_names.items()):
+        group = found.get(name)
+        if group is None:
+            findings.append(Finding("group", f"{tier} {name}", "fail", "not found"))
+            continue
+        in_service = [i["InstanceId"] for i in group.get("Instances", []) if i.get("LifecycleState") == "InService"]
+        low, want = group["MinSize"], group["DesiredCapacity"]
+        ok = len(in_service) >= low
+        detail = f"{len(in_service)} in service (min {low}, desired {want}, max {group['MaxSize']})"
+        findings.append(Finding("group", f"{tier} {name}", "ok" if ok else "fail", detail))
+        if in_service:
+            members[tier] = in_service
+    if members:
+        findings += check_instances(clients, members)
+    return findings
+
+
 def check_security_groups(clients: Clients, group_ids: dict[str, str]) -> list[Finding]:
     """Each group's live rules are exactly the declared ones; drift is reported rule by rule."""
     ec2 = clients.client("ec2")
@@ -396,6 +427,7 @@ def run_checks(
     now = now or dt.datetime.now(dt.UTC)
     findings: list[Finding] = []
     findings += check_instances(clients, outputs["instanceIds"])
+    findings += check_groups(clients, outputs.get("groupNames") or {})
     findings += check_security_groups(clients, outputs["securityGroupIds"])
     findings += check_database(clients, outputs["dbWriterEndpoint"], outputs["dbReaderEndpoint"], expect, now)
     findings += check_certificate(clients, outputs.get("certificateArn") or "", now, expect.cert_min_days)

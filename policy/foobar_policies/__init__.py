@@ -72,7 +72,7 @@ CATALOG: Final[tuple[Entry, ...]] = (
         "CKV_AWS_88, CKV_AWS_130",
         "Only the load balancer (role tag 'lb') has a public address; subnets don't hand them out.",
         ec2.no_public_ip,
-        frozenset({ec2.INSTANCE, ec2.SUBNET, ec2.EIP, ec2.EIP_ASSOCIATION}),
+        frozenset({ec2.INSTANCE, ec2.LAUNCH_TEMPLATE, ec2.SUBNET, ec2.EIP, ec2.EIP_ASSOCIATION}),
     ),
     Entry(
         "ec2-user-data-no-secrets",

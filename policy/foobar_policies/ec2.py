@@ -133,6 +133,20 @@ def no_public_ip(res: Res) -> Iterator[str]:
                 "drop the Elastic IP, or create it with the provider tagged role=lb if it is for the load balancer",
             )
         return
+    if res.type == LAUNCH_TEMPLATE:
+        nics = as_list(res.props.get("networkInterfaces"))
+        if is_unknown(nics):
+            return
+        for i, nic in enumerate(nics or [{}]):  # type: ignore[arg-type]
+            public = get(nic, "associatePublicIpAddress")
+            if not is_unknown(public) and public not in (False, "false"):
+                yield message(
+                    res,
+                    f"members of role {role!r} may get a public address (networkInterfaces[{i}]"
+                    f".associatePublicIpAddress={public!r}); only the load balancer (role 'lb') may",
+                    'set associate_public_ip_address="false" on each of network_interfaces',
+                )
+        return
     public = res.props.get("associatePublicIpAddress")
     if is_unknown(public):
         return

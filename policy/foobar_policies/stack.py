@@ -180,6 +180,7 @@ def security_groups_attached(resources: list[Res]) -> Found:
         (INSTANCE, "vpcSecurityGroupIds"),
         (INSTANCE, "securityGroups"),
         (LAUNCH_TEMPLATE, "vpcSecurityGroupIds"),
+        (LAUNCH_TEMPLATE, "networkInterfaces"),
         (RDS_INSTANCE, "vpcSecurityGroupIds"),
         (INGRESS_RULE, "referencedSecurityGroupId"),
         ("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "referencedSecurityGroupId"),
@@ -258,11 +259,13 @@ def tiers_chained(resources: list[Res]) -> Found:
         for peer_role in _role_of([g for g in group.depends_on("ingress") if g.type == SECURITY_GROUP]):
             if not is_unknown(peer_role) and peer_role not in ALLOWED_PEERS[role]:
                 yield _say(group, f"inline ingress from the {peer_role!r} group", "admit only the tier in front of it")
-    for server in (r for r in resources if r.type in (INSTANCE, RDS_INSTANCE)):
+    for server in (r for r in resources if r.type in (INSTANCE, LAUNCH_TEMPLATE, RDS_INSTANCE)):
         role = server.role
         if is_unknown(role) or role not in ALLOWED_PEERS:
             continue
         groups = refs(server, "vpcSecurityGroupIds", SECURITY_GROUP)
+        if server.type == LAUNCH_TEMPLATE and not is_unknown(groups) and not groups:
+            groups = refs(server, "networkInterfaces", SECURITY_GROUP)  # a template's groups live on its NIC
         if is_unknown(groups):
             continue
         for group in groups:

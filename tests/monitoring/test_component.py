@@ -22,7 +22,13 @@ from tests.unit.harness import Recorder
 from userdata import agent
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-KNOWN = {(m.namespace, m.name): m.dimensions for role in agent.ROLES for m in agent.METRICS[role]} | AWS_METRICS
+KNOWN: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
+    (m.namespace, m.name): (m.dimensions,) for role in agent.ROLES for m in agent.METRICS[role]
+} | AWS_METRICS
+
+
+def _dimension_sets(key: tuple[str, str]) -> set[tuple[str, ...]]:
+    return {tuple(sorted(dims)) for dims in KNOWN[key]}
 
 
 def _build(replica: bool = True, email: str = "ops@example.com") -> Recorder:
@@ -40,11 +46,12 @@ def _build(replica: bool = True, email: str = "ops@example.com") -> Recorder:
                 region="eu-west-1",
                 account="123456789012",
                 alarm_email=email,
-                instance_ids={
-                    "lb": [pulumi.Output.from_input("i-lb0")],
-                    "web": [pulumi.Output.from_input("i-web0"), pulumi.Output.from_input("i-web1")],
-                    "app": [pulumi.Output.from_input("i-app0")],
+                instance_ids={"lb": [pulumi.Output.from_input("i-lb0")]},
+                group_names={
+                    "web": pulumi.Output.from_input("foobar-dev-web-x"),
+                    "app": pulumi.Output.from_input("foobar-dev-app-x"),
                 },
+                group_min_sizes={"web": 2, "app": 1},
                 db_primary_identifier=pulumi.Output.from_input("db-primary-x"),
                 db_replica_identifier=pulumi.Output.from_input("db-replica-x") if replica else None,
                 db_allocated_storage_gib=20,
@@ -83,6 +90,8 @@ SERVICE_ALARMS = {
     "foobar-dev-lb-5xx-rate",
     "foobar-dev-web-backend-down",
     "foobar-dev-app-backend-down",
+    "foobar-dev-web-in-service",
+    "foobar-dev-app-in-service",
     "foobar-dev-db-replica-lag",
 }
 
@@ -122,7 +131,7 @@ def test_every_alarm_metric_is_emitted(mocks: Recorder) -> None:
         for m in metrics:
             key = (m["namespace"], m["metricName"])
             assert key in KNOWN, (alarm.name, key)
-            assert tuple(sorted(m["dimensions"])) == tuple(sorted(KNOWN[key])), (alarm.name, m["dimensions"])
+            assert tuple(sorted(m["dimensions"])) in _dimension_sets(key), (alarm.name, m["dimensions"])
 
 
 def test_the_alarms_the_design_asks_for(mocks: Recorder) -> None:
@@ -131,11 +140,16 @@ def test_the_alarms_the_design_asks_for(mocks: Recorder) -> None:
     assert [q["id"] for q in rate["metricQueries"] if q.get("returnData")] == ["pct"]
     assert by_name["foobar-dev-web-backend-down"]["dimensions"]["proxy"] == agent.HAPROXY_BACKENDS["web"]
     assert by_name["foobar-dev-app-server-down"]["dimensions"]["state"] == "DOWN"
-    for role, count in (("lb", 1), ("web", 2), ("app", 1)):
-        for i in range(count):
-            assert by_name[f"foobar-dev-{role}-{i}-status-check"]["metricName"] == "StatusCheckFailed"
-            assert by_name[f"foobar-dev-{role}-{i}-cpu"]["namespace"] == "AWS/EC2"
-    assert by_name["foobar-dev-web-1-cpu"]["dimensions"] == {"InstanceId": "i-web1"}
+    assert by_name["foobar-dev-lb-0-status-check"]["metricName"] == "StatusCheckFailed"
+    assert by_name["foobar-dev-lb-0-cpu"]["dimensions"] == {"InstanceId": "i-lb0"}
+    # The groups: per group, not per member (members come and go).
+    for tier in ("web", "app"):
+        dims = {"AutoScalingGroupName": f"foobar-dev-{tier}-x"}
+        assert by_name[f"foobar-dev-{tier}-status-check"]["dimensions"] == dims
+        assert by_name[f"foobar-dev-{tier}-cpu"]["dimensions"] == dims
+        assert by_name[f"foobar-dev-{tier}-in-service"]["metricName"] == "GroupInServiceInstances"
+    assert by_name["foobar-dev-web-in-service"]["threshold"] == 2
+    assert not [n for n in by_name if n.startswith(("foobar-dev-web-0", "foobar-dev-app-0"))]
     for which in ("primary", "replica"):
         for what in ("cpu", "free-storage", "connections"):
             assert by_name[f"foobar-dev-db-{which}-{what}"]["namespace"] == "AWS/RDS"
@@ -218,7 +232,7 @@ def test_dashboard_parses_and_uses_only_emitted_metrics(mocks: Recorder) -> None
     metrics = _dashboard_metrics(body)
     for ns, name, dims in metrics:
         assert (ns, name) in KNOWN, (ns, name)
-        assert tuple(sorted(dims)) == tuple(sorted(KNOWN[(ns, name)])), (name, dims)
+        assert tuple(sorted(dims)) in _dimension_sets((ns, name)), (name, dims)
     names = {name for _, name, _ in metrics}
     # QPS, latency and errors per tier, and the database
     assert {"haproxy_frontend_http_requests_total", "nginx_http_requests_total"} <= names
@@ -227,7 +241,9 @@ def test_dashboard_parses_and_uses_only_emitted_metrics(mocks: Recorder) -> None
     roles = {d.get("Role") for _, n, d in metrics if n == "nginx_http_requests_total"}
     assert roles == {"web", "app"}
     cpu_ids = {d["InstanceId"] for _, n, d in metrics if n == "CPUUtilization" and "InstanceId" in d}
-    assert cpu_ids == {"i-lb0", "i-web0", "i-web1", "i-app0"}
+    assert cpu_ids == {"i-lb0"}
+    groups = {d["AutoScalingGroupName"] for _, n, d in metrics if n == "GroupInServiceInstances"}
+    assert groups == {"foobar-dev-web-x", "foobar-dev-app-x"}
     expressions = [
         row[0]["expression"]
         for w in body["widgets"]
@@ -241,7 +257,10 @@ def test_dashboard_parses_and_uses_only_emitted_metrics(mocks: Recorder) -> None
     ("field", "value", "match"),
     [
         ("alarm_email", "not-an-email", "alarm_email"),
-        ("instance_ids", {"lb": ["i-1"], "web": [], "app": ["i-2"]}, "instance_ids"),
+        ("instance_ids", {"lb": []}, "instance_ids"),
+        ("instance_ids", {"lb": ["i-1"], "web": ["i-2"]}, "not both"),
+        ("group_names", {"web": "g"}, "every role"),
+        ("group_min_sizes", {"web": 0, "app": 1}, "group_min_sizes"),
         ("account", "123", "account"),
     ],
 )
@@ -251,7 +270,9 @@ def test_bad_arguments_are_named(field: str, value: Any, match: str) -> None:
         region="eu-west-1",
         account="123456789012",
         alarm_email="",
-        instance_ids={"lb": ["i-1"], "web": ["i-2"], "app": ["i-3"]},
+        instance_ids={"lb": ["i-1"]},
+        group_names={"web": "w", "app": "a"},
+        group_min_sizes={"web": 1, "app": 1},
         db_primary_identifier="db",
         db_replica_identifier=None,
         db_allocated_storage_gib=20,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -193,18 +194,38 @@ def build(
         )
         authorize(GroupId=groups[rule.group], IpPermissions=[perm])
 
-    instances: dict[str, list[str]] = {}
-    for role, count in (("lb", 1), ("web", 1), ("app", 2)):
-        answer = ec2.run_instances(
-            ImageId="ami-0123456789abcdef0",  # moto does not validate AMIs by default
-            InstanceType="t3.micro",
-            MinCount=count,
-            MaxCount=count,
-            SubnetId=subnet,
-            SecurityGroupIds=[groups[role]],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": [*tags, {"Key": "role", "Value": role}]}],
+    answer = ec2.run_instances(
+        ImageId="ami-0123456789abcdef0",  # moto does not validate AMIs by default
+        InstanceType="t3.micro",
+        MinCount=1,
+        MaxCount=1,
+        SubnetId=subnet,
+        SecurityGroupIds=[groups["lb"]],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [*tags, {"Key": "role", "Value": "lb"}]}],
+    )
+    instances = {"lb": [i["InstanceId"] for i in answer["Instances"]]}
+    autoscaling = boto3.client("autoscaling", region_name=REGION)
+    group_names: dict[str, str] = {}
+    for role, count in (("web", 1), ("app", 2)):
+        template = ec2.create_launch_template(
+            LaunchTemplateName=f"foobar-{stack}-{role}-{secrets.token_hex(4)}",
+            LaunchTemplateData={
+                "ImageId": "ami-0123456789abcdef0",
+                "InstanceType": "t3.micro",
+                "SecurityGroupIds": [groups[role]],
+            },
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        name = f"foobar-{stack}-{role}-{secrets.token_hex(4)}"
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+            MinSize=count,
+            MaxSize=4,
+            DesiredCapacity=count,
+            VPCZoneIdentifier=subnet,
+            Tags=[{**t, "PropagateAtLaunch": True} for t in [*tags, {"Key": "role", "Value": role}]],
         )
-        instances[role] = [i["InstanceId"] for i in answer["Instances"]]
+        group_names[role] = name
 
     primary = rds.create_db_instance(
         DBInstanceIdentifier=f"foobar-{stack}-{suffix}",
@@ -240,6 +261,7 @@ def build(
         "dbReaderEndpoint": describe[replica["DBInstanceIdentifier"]]["Endpoint"]["Address"],
         "dbSecretArn": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:rds!db-1",
         "instanceIds": instances,
+        "groupNames": group_names,
         "securityGroupIds": groups,
         "vpcId": vpc,
         "stack": stack,

@@ -128,7 +128,7 @@ def test_allow_all_egress_and_missing_rule_are_reported(
 def test_stopped_instance_is_reported(
     deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    victim = deployment.outputs["instanceIds"]["app"][1]
+    victim = _members(deployment, "app")[1]
     deployment.ec2.stop_instances(InstanceIds=[victim])
     code, out = verify(tmp_path, capsys, deployment.outputs)
     assert code == EXIT_FAILED
@@ -364,3 +364,50 @@ def test_verify_never_reads_a_private_key(
         assert call.get("WithDecryption") is not True
         assert not [n for n in call.get("Names", [call.get("Name", "")]) if n.endswith("tls-key")]
     assert "PRIVATE KEY" not in out.out + out.err
+
+
+def _members(deployment: Deployment, tier: str) -> list[str]:
+    import boto3
+
+    name = deployment.outputs["groupNames"][tier]
+    (group,) = boto3.client("autoscaling", region_name="eu-west-1").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[name]
+    )["AutoScalingGroups"]
+    return sorted(i["InstanceId"] for i in group["Instances"])
+
+
+def test_groups_are_checked_member_by_member(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == 0, out
+    assert "1 in service (min 1, desired 1, max 4)" in out and "2 in service (min 2, desired 2, max 4)" in out
+    for iid in _members(deployment, "app") + _members(deployment, "web"):
+        assert iid in out
+
+
+def test_a_missing_group_is_reported(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = {**deployment.outputs, "groupNames": {**deployment.outputs["groupNames"], "web": "foobar-dev-web-gone"}}
+    code, out = verify(tmp_path, capsys, outputs)
+    assert code == EXIT_FAILED
+    [line] = fail_lines(out)
+    assert "foobar-dev-web-gone" in line and "not found" in line
+
+
+def test_a_group_below_its_minimum_is_reported(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import boto3
+
+    autoscaling = boto3.client("autoscaling", region_name="eu-west-1")
+    victim = _members(deployment, "app")[0]
+    autoscaling.enter_standby(
+        InstanceIds=[victim],
+        AutoScalingGroupName=deployment.outputs["groupNames"]["app"],
+        ShouldDecrementDesiredCapacity=True,  # else the group launches a replacement
+    )
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_FAILED
+    assert any("1 in service (min 2" in line for line in fail_lines(out)), out

@@ -124,6 +124,9 @@ def _strings(value: Any) -> Iterable[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
+    elif isinstance(value, dict):  # the engine names a nested input's sources under its top-level key
+        for item in value.values():
+            yield from _strings(item)
 
 
 def from_run(result: Run, stack: str) -> list[PolicyResource]:

@@ -99,12 +99,22 @@ def test_database_reachable_from_the_lb_group_is_reported(program: Program) -> N
 
 def test_app_server_with_a_foreign_group_is_reported(program: Program) -> None:
     resources = dev(program)
-    app = _named(resources, "foobar-app-0")
-    groups = app.property_dependencies["vpcSecurityGroupIds"]
-    broken = _with_props(app, vpcSecurityGroupIds=[*plain(app.props)["vpcSecurityGroupIds"], "sg-db"])
-    broken.property_dependencies["vpcSecurityGroupIds"] = [*groups, _named(resources, "foobar-firewalls-db")]
+    app = _named(resources, "foobar-app-template")
+    groups = app.property_dependencies["networkInterfaces"]
+    (nic,) = plain(app.props)["networkInterfaces"]
+    broken = _with_props(app, networkInterfaces=[{**nic, "securityGroups": [*nic["securityGroups"], "sg-db"]}])
+    broken.property_dependencies["networkInterfaces"] = [*groups, _named(resources, "foobar-firewalls-db")]
     texts = _reported(analyze(_swap(resources, broken), "sg-tiers-chained"), "sg-tiers-chained")
-    assert len(texts) == 1 and "foobar-app-0" in texts[0] and "'db' group" in texts[0]
+    assert len(texts) == 1 and "foobar-app-template" in texts[0] and "'db' group" in texts[0]
+
+
+def test_group_members_with_a_public_address_are_reported(program: Program) -> None:
+    resources = dev(program)
+    web = _named(resources, "foobar-web-template")
+    (nic,) = plain(web.props)["networkInterfaces"]
+    broken = _with_props(web, networkInterfaces=[{**nic, "associatePublicIpAddress": "true"}])
+    texts = _reported(analyze(_swap(resources, broken), "ec2-no-public-ip"), "ec2-no-public-ip")
+    assert len(texts) == 1 and "foobar-web-template" in texts[0] and "'web'" in texts[0]
 
 
 def test_parameter_group_without_tls_is_reported(program: Program) -> None:
@@ -120,7 +130,7 @@ def test_parameter_group_without_tls_is_reported(program: Program) -> None:
 
 
 def test_unused_security_group_is_advised(program: Program) -> None:
-    resources = [r for r in dev(program) if r.name not in ("foobar-web-0", "foobar-firewalls-lb-out-tcp443-web")]
+    resources = [r for r in dev(program) if r.name not in ("foobar-web-template", "foobar-firewalls-lb-out-tcp443-web")]
     findings = analyze(resources, "sg-attached")
     assert [f.message.split(":")[0] for f in findings] == ["SecurityGroup 'foobar-firewalls-web'"]
     assert mandatory(findings) == []

@@ -59,6 +59,7 @@ class Registration:
     protect: bool = False
     dependencies: list[str] = field(default_factory=list)
     """URNs this resource waits for (explicit depends_on and every Output it consumes)."""
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
@@ -71,6 +72,7 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
             deps |= set(prop.urns)
         mocks: Recorder = self.mocks  # type: ignore[assignment]
         mocks.meta[(request.type, request.name)] = (response.urn, request.parent, request.protect, sorted(deps))
+        mocks.ignore_changes[(request.type, request.name)] = list(request.ignoreChanges)
         return response
 
 
@@ -80,10 +82,12 @@ class Recorder(pulumi.runtime.Mocks):
     resources: list[Registration] = field(default_factory=list)
     invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     meta: dict[tuple[str, str], tuple[str, str, bool, list[str]]] = field(default_factory=dict)
+    ignore_changes: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def finish(self) -> None:
         for r in self.resources:
             r.urn, r.parent, r.protect, r.dependencies = self.meta.get((r.type, r.name), ("", "", False, []))
+            r.ignore_changes = self.ignore_changes.get((r.type, r.name), [])
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         secrets: set[str] = set()
@@ -146,6 +150,16 @@ class Recorder(pulumi.runtime.Mocks):
             )
         elif t in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
             out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK{digest}\n-----END CERTIFICATE-----\n"
+        elif t == "aws:ec2/launchTemplate:LaunchTemplate":
+            rid = "lt-" + digest[:17]
+            out.update(latestVersion=1, defaultVersion=1, name=(inputs.get("namePrefix") or "") + digest[:8])
+        elif t == "aws:autoscaling/group:Group":
+            name = (inputs.get("namePrefix") or args.name) + digest[:8]
+            rid = name
+            out.update(
+                name=name,
+                arn=f"arn:aws:autoscaling:{self.region}:{ACCOUNT}:autoScalingGroup:{digest[:8]}:autoScalingGroupName/{name}",
+            )
         elif t == "random:index/randomString:RandomString":
             length = int(inputs.get("length", 8))
             out["result"] = (digest * 4)[:length]

@@ -47,6 +47,9 @@ FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 INSTANCE = "aws:ec2/instance:Instance"
 IGW = "aws:ec2/internetGateway:InternetGateway"
 NAT = "aws:ec2/natGateway:NatGateway"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+ASG = "aws:autoscaling/group:Group"
+SCALING_POLICY = "aws:autoscaling/policy:Policy"
 ROUTE = "aws:ec2/route:Route"
 ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
 RTA = "aws:ec2/routeTableAssociation:RouteTableAssociation"
@@ -1708,6 +1711,279 @@ def _sns_subscription(r: Registration, g: Graph) -> str | None:
 
 # --------------------------------------------------------------------------------------------------
 # EC2: servers
+
+
+@row(
+    "ec2-no-fixed-private-ip",
+    (INSTANCE, NAT),
+    "no fixed privateIp on a server or NAT gateway",
+    "DESIGN.md section 3 / 13: Pulumi replaces create-before-destroy, and a replacement asking for an address "
+    "still in use fails with InvalidIPAddress.InUse (pulumi/pulumi#8679)",
+    [fake(INSTANCE, "web-0", privateIp="10.20.16.10")],
+)
+def _fixed_ip(r: Registration, g: Graph) -> str | None:
+    ip = r.inputs.get("privateIp")
+    return f"privateIp={ip!r}: a replacement can't get it while the old one holds it" if ip else None
+
+
+@row(
+    "lt-user-data",
+    LAUNCH_TEMPLATE,
+    "userData is base64 and decodes to at most 16 KB",
+    'pulumi_aws ec2.LaunchTemplate user_data: "The base64-encoded user data"; EC2 User Guide: "User data is '
+    'limited to 16 KB, in raw form, before it is base64-encoded"',
+    [
+        fake(LAUNCH_TEMPLATE, "web-template", userData="#cloud-config\n"),
+        fake(LAUNCH_TEMPLATE, "app-template", userData=base64.b64encode(b"x" * 16385).decode()),
+    ],
+    subjects=2,
+)
+def _lt_user_data(r: Registration, g: Graph) -> str | None:
+    data = r.inputs.get("userData")
+    if not isinstance(data, str):
+        return None
+    try:
+        size = len(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        return "userData is not base64 (a launch template takes it encoded)"
+    return f"userData decodes to {size} bytes" if size > 16384 else None
+
+
+@row(
+    "lt-security-groups-in-one-place",
+    LAUNCH_TEMPLATE,
+    "vpcSecurityGroupIds or networkInterfaces[].securityGroups, not both; at most 5",
+    'pulumi_aws ec2.LaunchTemplate vpc_security_group_ids: "Conflicts with `network_interfaces.security_groups`"; '
+    'VPC quotas: "Security groups per network interface: 5"',
+    [
+        fake(
+            LAUNCH_TEMPLATE,
+            "web-template",
+            vpcSecurityGroupIds=["sg-1"],
+            networkInterfaces=[{"deviceIndex": 0, "securityGroups": ["sg-1"]}],
+        )
+    ],
+)
+def _lt_security_groups(r: Registration, g: Graph) -> str | None:
+    nics = [n for n in _list(r.inputs.get("networkInterfaces")) if isinstance(n, dict)]
+    in_nics = [sg for n in nics for sg in _list(n.get("securityGroups"))]
+    top = _list(r.inputs.get("vpcSecurityGroupIds"))
+    return _problems(
+        "vpcSecurityGroupIds together with networkInterfaces[].securityGroups" if top and in_nics else None,
+        f"{len(top or in_nics)} security groups" if len(top or in_nics) > 5 else None,
+    )
+
+
+@row(
+    "lt-hardening-values",
+    LAUNCH_TEMPLATE,
+    "metadataOptions as for an instance; EBS gp3 1-16384 GiB; string booleans are 'true' or 'false'",
+    "EC2 LaunchTemplateInstanceMetadataOptionsRequest (HttpTokens optional|required, HttpPutResponseHopLimit 1-64); "
+    'EBS volume types: gp3 "1 GiB - 16 TiB"; pulumi_aws LaunchTemplateBlockDeviceMappingEbsArgs encrypted / '
+    "delete_on_termination and network interface associate_public_ip_address are strings",
+    [
+        fake(
+            LAUNCH_TEMPLATE,
+            "web-template",
+            metadataOptions={"httpTokens": "require", "httpPutResponseHopLimit": 65},
+            blockDeviceMappings=[{"deviceName": "/dev/sda1", "ebs": {"volumeType": "gp3", "volumeSize": 0}}],
+            networkInterfaces=[{"deviceIndex": 0, "associatePublicIpAddress": "no"}],
+        )
+    ],
+)
+def _lt_hardening(r: Registration, g: Graph) -> str | None:
+    m = r.inputs.get("metadataOptions") or {}
+    hops = _num(m.get("httpPutResponseHopLimit"))
+    problems: list[str | None] = [
+        f"httpTokens={m.get('httpTokens')!r}" if m.get("httpTokens") not in (None, "optional", "required") else None,
+        f"httpPutResponseHopLimit={hops:g}" if hops is not None and not 1 <= hops <= 64 else None,
+    ]
+    for d in _list(r.inputs.get("blockDeviceMappings")):
+        ebs = d.get("ebs") or {}
+        size = _num(ebs.get("volumeSize"))
+        if ebs.get("volumeType", "gp3") == "gp3" and size is not None and not 1 <= size <= 16384:
+            problems.append(f"{d.get('deviceName')}: volumeSize={size:g}")
+        for key in ("encrypted", "deleteOnTermination"):
+            if key in ebs and ebs[key] not in ("true", "false"):
+                problems.append(f"{d.get('deviceName')}: {key}={ebs[key]!r}")
+    for n in _list(r.inputs.get("networkInterfaces")):
+        value = n.get("associatePublicIpAddress")
+        if value is not None and value not in ("true", "false"):
+            problems.append(f"associatePublicIpAddress={value!r}")
+    return _problems(*problems)
+
+
+@row(
+    "lt-names-and-image",
+    LAUNCH_TEMPLATE,
+    "name or namePrefix, not both; imageId is ami-... or resolve:ssm:<parameter>; iamInstanceProfile arn or name",
+    'pulumi_aws ec2.LaunchTemplate name_prefix: "Conflicts with `name`"; image_id: "The AMI ... or use a Systems '
+    'Manager parameter convention e.g. `resolve:ssm:parameter-name`"; LaunchTemplateIamInstanceProfileArgs: arn '
+    '"Conflicts with `name`"; update_default_version "Conflicts with `default_version`"',
+    [
+        fake(
+            LAUNCH_TEMPLATE,
+            "web-template",
+            name="x",
+            namePrefix="x-",
+            imageId="ubuntu-24.04",
+            iamInstanceProfile={"arn": "a", "name": "n"},
+        )
+    ],
+)
+def _lt_names(r: Registration, g: Graph) -> str | None:
+    image = r.inputs.get("imageId")
+    profile = r.inputs.get("iamInstanceProfile") or {}
+    return _problems(
+        "name with namePrefix" if r.inputs.get("name") and r.inputs.get("namePrefix") else None,
+        f"imageId={image!r}"
+        if isinstance(image, str)
+        and not re.fullmatch(r"ami-[0-9a-f]{8,17}|resolve:ssm:/[A-Za-z0-9_.\-/]+", image)
+        and not image.startswith("ami-ubuntu-")  # the mocks' stand-in id
+        else None,
+        "iamInstanceProfile with arn and name" if profile.get("arn") and profile.get("name") else None,
+        "updateDefaultVersion with defaultVersion"
+        if r.inputs.get("updateDefaultVersion") and r.inputs.get("defaultVersion") is not None
+        else None,
+    )
+
+
+@row(
+    "asg-sizes-and-placement",
+    ASG,
+    "minSize <= desiredCapacity <= maxSize; vpcZoneIdentifiers or availabilityZones, not both; name or namePrefix",
+    'AutoScaling CreateAutoScalingGroup: "DesiredCapacity ... must be greater than or equal to the minimum size of '
+    'the group and less than or equal to the maximum size"; pulumi_aws autoscaling.Group vpc_zone_identifiers: '
+    '"Conflicts with `availability_zones`"; name: "Conflicts with `name_prefix`"',
+    [
+        fake(ASG, "web-group", minSize=2, desiredCapacity=1, maxSize=4),
+        fake(ASG, "app-group", minSize=1, maxSize=2, vpcZoneIdentifiers=["s"], availabilityZones=["a"]),
+    ],
+    subjects=2,
+)
+def _asg_sizes(r: Registration, g: Graph) -> str | None:
+    low, want, high = (_num(r.inputs.get(k)) for k in ("minSize", "desiredCapacity", "maxSize"))
+    return _problems(
+        f"minSize={low:g} > maxSize={high:g}" if low is not None and high is not None and low > high else None,
+        f"desiredCapacity={want:g} outside {low:g}..{high:g}"
+        if None not in (low, want, high) and not low <= want <= high  # type: ignore[operator]
+        else None,
+        "vpcZoneIdentifiers with availabilityZones"
+        if r.inputs.get("vpcZoneIdentifiers") and r.inputs.get("availabilityZones")
+        else None,
+        "name with namePrefix" if r.inputs.get("name") and r.inputs.get("namePrefix") else None,
+        f"metricsGranularity={r.inputs.get('metricsGranularity')!r}"
+        if r.inputs.get("metricsGranularity") not in (None, "1Minute")
+        else None,
+    )
+
+
+@row(
+    "asg-instance-refresh",
+    ASG,
+    "refresh preferences: max healthy 100-200, min <= max, max - min <= 100; autoRollback needs a launch template "
+    "at a fixed version (not $Latest or $Default)",
+    'pulumi_aws GroupInstanceRefreshPreferencesArgs max_healthy_percentage: "Values must be between `100` and '
+    '`200`", auto_rollback: "may only be set to `true` when specifying a `launch_template` or '
+    '`mixed_instances_policy`"; AutoScaling RefreshPreferences: "the difference between them cannot be greater '
+    'than 100"; User Guide, "Undo changes with a rollback": not supported when the launch template version is '
+    "$Latest or $Default",
+    [
+        fake(
+            ASG,
+            "web-group",
+            launchTemplate={"id": "lt-1", "version": "$Latest"},
+            instanceRefresh={
+                "strategy": "Rolling",
+                "preferences": {"minHealthyPercentage": 90, "maxHealthyPercentage": 210, "autoRollback": True},
+            },
+        )
+    ],
+)
+def _asg_refresh(r: Registration, g: Graph) -> str | None:
+    refresh = r.inputs.get("instanceRefresh") or {}
+    p = refresh.get("preferences") or {}
+    low, high = _num(p.get("minHealthyPercentage")), _num(p.get("maxHealthyPercentage"))
+    template = r.inputs.get("launchTemplate") or {}
+    return _problems(
+        f"strategy={refresh.get('strategy')!r}" if refresh and refresh.get("strategy") != "Rolling" else None,
+        f"maxHealthyPercentage={high:g}" if high is not None and not 100 <= high <= 200 else None,
+        f"minHealthyPercentage={low:g} > 100" if low is not None and low > 100 else None,
+        f"max - min healthy = {high - low:g} > 100"
+        if low is not None and high is not None and high - low > 100
+        else None,
+        "autoRollback without a launch template"
+        if p.get("autoRollback") and not template and not r.inputs.get("mixedInstancesPolicy")
+        else None,
+        f"autoRollback with launch template version {template.get('version')!r}"
+        if p.get("autoRollback") and template.get("version") in (None, "$Latest", "$Default")
+        else None,
+    )
+
+
+@row(
+    "asg-lifecycle-hooks",
+    ASG,
+    "hooks: transition EC2_INSTANCE_LAUNCHING|TERMINATING, default result CONTINUE|ABANDON, heartbeat 30-7200 s",
+    'AutoScaling PutLifecycleHook: LifecycleTransition "autoscaling:EC2_INSTANCE_LAUNCHING | '
+    'autoscaling:EC2_INSTANCE_TERMINATING", DefaultResult "CONTINUE | ABANDON", HeartbeatTimeout "from 30 to '
+    '7200 seconds"',
+    [
+        fake(
+            ASG,
+            "web-group",
+            initialLifecycleHooks=[
+                {"name": "h", "lifecycleTransition": "launch", "defaultResult": "ABANDON", "heartbeatTimeout": 10}
+            ],
+        )
+    ],
+)
+def _asg_hooks(r: Registration, g: Graph) -> str | None:
+    problems: list[str | None] = []
+    for h in _list(r.inputs.get("initialLifecycleHooks")):
+        beat = _num(h.get("heartbeatTimeout"))
+        if h.get("lifecycleTransition") not in (
+            "autoscaling:EC2_INSTANCE_LAUNCHING",
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+        ):
+            problems.append(f"{h.get('name')}: lifecycleTransition={h.get('lifecycleTransition')!r}")
+        if h.get("defaultResult") not in (None, "CONTINUE", "ABANDON"):
+            problems.append(f"{h.get('name')}: defaultResult={h.get('defaultResult')!r}")
+        if beat is not None and not 30 <= beat <= 7200:
+            problems.append(f"{h.get('name')}: heartbeatTimeout={beat:g}")
+    return _problems(*problems)
+
+
+@row(
+    "asg-target-tracking",
+    SCALING_POLICY,
+    "TargetTrackingScaling: a targetTrackingConfiguration, a known predefined metric, and none of the simple/step "
+    "policy arguments",
+    'pulumi_aws autoscaling.Policy policy_type: "SimpleScaling", "StepScaling", "TargetTrackingScaling", or '
+    '"PredictiveScaling"; AutoScaling PutScalingPolicy: AdjustmentType, ScalingAdjustment, Cooldown "Valid only '
+    'if the policy type is SimpleScaling", StepAdjustments "Required if the policy type is StepScaling"; '
+    "PredefinedMetricType ASGAverageCPUUtilization | ASGAverageNetworkIn | ASGAverageNetworkOut | "
+    "ALBRequestCountPerTarget",
+    [fake(SCALING_POLICY, "web-cpu-target", policyType="TargetTrackingScaling", scalingAdjustment=1)],
+)
+def _target_tracking(r: Registration, g: Graph) -> str | None:
+    if r.inputs.get("policyType") != "TargetTrackingScaling":
+        return None
+    ttc = r.inputs.get("targetTrackingConfiguration") or {}
+    metric = (ttc.get("predefinedMetricSpecification") or {}).get("predefinedMetricType")
+    return _problems(
+        "no targetTrackingConfiguration" if not ttc else None,
+        f"predefinedMetricType={metric!r}"
+        if metric is not None
+        and metric
+        not in ("ASGAverageCPUUtilization", "ASGAverageNetworkIn", "ASGAverageNetworkOut", "ALBRequestCountPerTarget")
+        else None,
+        *(
+            f"{k} on a target-tracking policy"
+            for k in ("adjustmentType", "scalingAdjustment", "cooldown", "stepAdjustments")
+            if r.inputs.get(k) is not None
+        ),
+    )
 
 
 @row(

@@ -144,5 +144,9 @@ def test_each_group_is_used(stack_run: Run, group: str) -> None:
         x
         for x in stack_run.of_type("aws:ec2/instance:Instance") + stack_run.of_type("aws:rds/instance:Instance")
         if sg in x.inputs.get("vpcSecurityGroupIds", [])
+    ] + [
+        t
+        for t in stack_run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+        if any(sg in nic.get("securityGroups", []) for nic in t.inputs.get("networkInterfaces", []))
     ]
     assert users, f"security group {group} is attached to nothing"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
 import pytest
 
-from components import plan
 from components.servers import architecture
 from tests.configs.checks import decoded_files
 from tests.unit.harness import Run, run
@@ -24,11 +24,19 @@ def instances(r: Run, role: str | None = None) -> list:
     return [i for i in found if role is None or i.name.split("-")[1] == role]
 
 
+def user_data(r: Run) -> dict[str, str]:
+    """Every server's user-data by role: the load balancer's instance and the groups' templates."""
+    found = {i.name.split("-")[1]: i.inputs["userData"] for i in instances(r)}
+    for lt in r.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
+        found[lt.name.split("-")[1]] = base64.b64decode(lt.inputs["userData"]).decode()
+    return found
+
+
 def test_counts_per_role(stack_run: Run) -> None:
     s = stack_run.namespace["settings"]
     assert len(instances(stack_run, "lb")) == 1
-    assert len(instances(stack_run, "web")) == s.web_count
-    assert len(instances(stack_run, "app")) == s.app_count
+    assert not instances(stack_run, "web") and not instances(stack_run, "app")  # groups: tests/unit/test_groups.py
+    assert set(user_data(stack_run)) == {"lb", "web", "app"} and s.web_count >= 1
 
 
 def test_every_instance_is_hardened(stack_run: Run) -> None:
@@ -52,43 +60,24 @@ def test_private_roles_sit_in_private_subnets_and_only_the_lb_has_an_eip(stack_r
     assert [e.inputs["instance"] for e in eips] == [i.id for i in instances(stack_run, "lb")]
 
 
-def test_servers_spread_over_azs_with_planned_addresses(runs: dict[str, Run]) -> None:
-    r = runs["prod"]
-    s = r.namespace["settings"]
-    az_of = {x.id: x.inputs["availabilityZone"] for x in r.of_type("aws:ec2/subnet:Subnet")}
-    for role in ("web", "app"):
-        placed = [az_of[i.inputs["subnetId"]] for i in instances(r, role)]
-        assert len(set(placed)) == min(len(placed), s.az_count)
-        for n, inst in enumerate(sorted(instances(r, role), key=lambda i: int(i.name.rsplit("-", 1)[1]))):
-            assert inst.inputs["privateIp"] == plan.server_address(s.vpc_cidr, role, n, s.az_count)
+def test_servers_have_no_fixed_address(stack_run: Run) -> None:
+    """Replacement is create-before-destroy: a fixed address would still be held (InvalidIPAddress.InUse)."""
+    assert all("privateIp" not in i.inputs for i in instances(stack_run))
 
 
 def test_user_data_has_no_secret_and_fits(stack_run: Run) -> None:
     keys = [k.outputs["privateKeyPem"].split("\n")[1] for k in stack_run.of_type("tls:index/privateKey:PrivateKey")]
-    for inst in instances(stack_run):
-        data = inst.inputs["userData"]
+    for role, data in user_data(stack_run).items():
         assert data.startswith("#cloud-config")
-        assert not SECRET.search(data), inst.name
+        assert not SECRET.search(data), role
         for path, (content, _) in decoded_files(data).items():  # packed files too
             text = content.decode(errors="replace")
-            assert not SECRET.search(text), (inst.name, path)
-            assert not any(key in text for key in keys), (inst.name, path)
+            assert not SECRET.search(text), (role, path)
+            assert not any(key in text for key in keys), (role, path)
         assert len(data.encode()) < 16384
     # ... and the keys really exist somewhere else: SSM SecureString parameters.
     keys = [p for p in stack_run.of_type("aws:ssm/parameter:Parameter") if p.inputs["name"].endswith("/tls-key")]
     assert {p.inputs["type"] for p in keys} == {"SecureString"} and len(keys) == 3
-
-
-def test_lb_user_data_lists_the_planned_backends(runs: dict[str, Run]) -> None:
-    r = runs["prod"]
-    s = r.namespace["settings"]
-    (lb,) = instances(r, "lb")
-    haproxy_cfg = decoded_files(lb.inputs["userData"])["/etc/haproxy/haproxy.cfg"][0].decode()
-    counts: dict[plan.Tier, int] = {"web": s.web_count, "app": s.app_count}
-    for role, count in counts.items():
-        for n in range(count):
-            address = plan.server_address(s.vpc_cidr, role, n, s.az_count)
-            assert re.search(rf"^\s+server {role}{n + 1} {re.escape(address)}:443$", haproxy_cfg, re.M), (role, n)
 
 
 def policies_of(r: Run, role: str) -> list[dict]:
@@ -153,9 +142,9 @@ def _list(x: object) -> list:
 def test_graviton_types_get_arm_images() -> None:
     assert architecture("t4g.micro") == "arm64" and architecture("c7gn.large") == "arm64"
     assert architecture("t3.micro") == "amd64" and architecture("m7i.large") == "amd64"
-    r = run("dev", appInstanceType="m7g.large")
-    (app,) = instances(r, "app")
-    assert app.inputs["ami"] == "ami-ubuntu-arm64"
+    r = run("dev", lbInstanceType="m7g.large")
+    (lb,) = instances(r, "lb")
+    assert lb.inputs["ami"] == "ami-ubuntu-arm64"
     assert any("arm64" in str(args) for token, args in r.mocks.invokes if token == "aws:ec2/getAmi:getAmi")
 
 
@@ -164,8 +153,12 @@ def test_servers_never_wait_for_the_database(stack_run: Run) -> None:
     db_values = set()
     for db in stack_run.of_type("aws:rds/instance:Instance"):
         db_values |= {db.outputs["address"], db.outputs["identifier"], db.id}
-    for inst in instances(stack_run):
-        assert not any(v in json.dumps(inst.inputs) for v in db_values), inst.name
+    servers = instances(stack_run) + stack_run.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    servers += stack_run.of_type("aws:autoscaling/group:Group")
+    for server in servers:
+        assert not any(v in json.dumps(server.inputs) for v in db_values), server.name
+        rds = {x.urn for x in stack_run.of_type("aws:rds/instance:Instance")}
+        assert not rds & set(server.dependencies), server.name
 
 
 def test_servers_boot_after_their_way_out_exists(runs: dict[str, Run]) -> None:
@@ -193,14 +186,14 @@ def test_servers_fetch_their_archive_by_hash_and_may_read_only_it(stack_run: Run
     digest = hashlib.sha256(data).hexdigest()
     assert key == f"{role}/{digest}.tar.gz"
     kind = "site" if role == "web" else "app"
-    for inst in instances(stack_run, role):
-        fetch = _json.loads(decoded_files(inst.inputs["userData"])[f"/etc/foobar/{kind}-archive.json"][0])
-        assert fetch["archive_url"] == f"s3://{bucket.id}/{key}" and fetch["sha256"] == digest
+    fetch = _json.loads(decoded_files(user_data(stack_run)[role])[f"/etc/foobar/{kind}-archive.json"][0])
+    assert fetch["archive_url"] == f"s3://{bucket.id}/{key}" and fetch["sha256"] == digest
     s3 = [st for d in policies_of(stack_run, role) for st in d["Statement"] if str(st["Action"]).startswith("s3:")]
     assert [(st["Action"], st["Resource"]) for st in s3] == [("s3:GetObject", f"{bucket.outputs['arn']}/{key}")]
-    assert not [
-        st for d in policies_of(stack_run, "lb") for st in d["Statement"] if str(st["Action"]).startswith("s3:")
-    ]
+    # The load balancer reads only its own archive (the discovery agent), never the tiers'.
+    lb_s3 = [st for d in policies_of(stack_run, "lb") for st in d["Statement"] if str(st["Action"]).startswith("s3:")]
+    (node_key,) = [k for k in objects if k.startswith("lb/")]
+    assert [(st["Action"], st["Resource"]) for st in lb_s3] == [("s3:GetObject", f"{bucket.outputs['arn']}/{node_key}")]
 
 
 def test_artifact_bucket_is_private_and_encrypted(stack_run: Run) -> None:
@@ -269,3 +262,15 @@ def test_servers_wait_for_their_log_groups(stack_run: Run) -> None:
         role = inst.name.split("-")[1]
         mine = {u for u, n in groups.items() if n.startswith(f"/foobar/{stack}/{role}/")}
         assert mine and mine <= set(inst.dependencies), inst.name
+
+
+def test_lb_fetches_the_discovery_agent_by_hash(stack_run: Run) -> None:
+    import hashlib
+
+    objects = {o.inputs["key"]: o for o in stack_run.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    (key,) = [k for k in objects if k.startswith("lb/")]
+    digest = hashlib.sha256(base64.b64decode(objects[key].inputs["contentBase64"])).hexdigest()
+    assert key == f"lb/{digest}.tar.gz"
+    assert digest in user_data(stack_run)["lb"] or any(
+        digest in content.decode(errors="replace") for content, _ in decoded_files(user_data(stack_run)["lb"]).values()
+    )

@@ -54,6 +54,7 @@ COMPONENTS = {
     "foobar:firewalls:Firewalls",
     "foobar:certificates:Certificates",
     "foobar:servers:Servers",
+    "foobar:groups:ServerGroup",
     "foobar:database:Database",
     "foobar:monitoring:Monitoring",
     "foobar:monitoring:AgentLogs",
@@ -162,7 +163,9 @@ def test_outputs_of_a_stack() -> pulumi.Output[None]:
         assert out["lbPublicIp"] == eip.outputs["publicIp"]
         assert out["certificateArn"].startswith("arn:aws:acm:")
         assert out["dbWriterEndpoint"] != out["dbReaderEndpoint"]
-        assert {k: len(v) for k, v in out["instanceIds"].items()} == {"lb": 1, "web": 2, "app": 2}
+        assert {k: len(v) for k, v in out["instanceIds"].items()} == {"lb": 1}
+        groups = {g.outputs["name"] for g in r.of_type("aws:autoscaling/group:Group")}
+        assert set(out["groupNames"]) == {"web", "app"} and set(out["groupNames"].values()) == groups
         assert set(out["securityGroupIds"]) == {"lb", "web", "app", "db"}
         assert "PRIVATE KEY" not in str(out)
 
