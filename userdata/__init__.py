@@ -22,12 +22,10 @@ class RoleValues:
     domain: str
     param_path: str
     """SSM path holding the role's tls-key (SecureString), tls-cert and ca-cert."""
-    index: int = 0
     private_address: str = ""
-    web_backends: tuple[str, ...] = ()
-    """LB only: private addresses of the web servers."""
-    app_backends: tuple[str, ...] = ()
-    """LB only: private addresses of the app servers."""
+    """Only the monitoring agent's scrape target of the LB reads it (userdata.agent.exporter_target).
+    Nothing per server belongs here: every member of a group boots the same user-data, and HAProxy
+    finds its backends at run time (node.discovery)."""
     acm_certificate_arn: str = ""
     """LB only: the exportable ACM certificate; empty means the internal-CA certificate serves."""
     log_group_prefix: str = ""
@@ -40,6 +38,10 @@ class RoleValues:
     """Web only: ``s3://bucket/key`` of :func:`userdata.render.site_archive`; empty ships the site in the user-data."""
     site_archive_sha256: str = ""
     """Web only: sha256 of that archive, checked at boot."""
+    node_archive_url: str = ""
+    """LB only: ``s3://bucket/key`` of :func:`userdata.render.node_archive` (the discovery agent)."""
+    node_archive_sha256: str = ""
+    """LB only: sha256 of that archive, checked at boot."""
     sumo_token_parameter: str = ""
     """SSM parameter holding a Sumo Logic installation token; empty means CloudWatch only."""
     internal_domain: str = "foobar.internal"

@@ -24,6 +24,8 @@ from typing import Any
 import jinja2
 import yaml
 
+from userdata.configs import STATS_ADDRESS_FROM_ENV as PRIVATE_IP_REF
+
 ROLES = ("lb", "web", "app")
 NAMESPACE = "foobar"
 INTERVAL_SECONDS = 60
@@ -161,13 +163,18 @@ def log_group_names(stack: str, *, prefix: str | None = None) -> dict[tuple[str,
     return names
 
 
+# PRIVATE_IP_REF stands for the server's private address where it isn't known before boot (no fixed
+# addresses): HAProxy expands it from its environment, and the boot writes it into the agent's files.
+
+
 def exporter_target(role: str, private_address: str = "") -> str:
-    """host:port the agent scrapes: HAProxy's exporter on the private address, or the local nginx exporter."""
+    """host:port the agent scrapes: HAProxy's exporter on the private address, or the local nginx exporter.
+
+    Without an address (AWS: found at boot), the target holds PRIVATE_IP_REF for the boot to fill in.
+    """
     _check_role(role)
     if role == "lb":
-        if not private_address:
-            raise ValueError("private_address is required for the lb role (HAProxy's exporter binds to it)")
-        return f"{private_address}:{HAPROXY_EXPORTER_PORT}"
+        return f"{private_address or PRIVATE_IP_REF}:{HAPROXY_EXPORTER_PORT}"
     return NGINX_EXPORTER_ADDRESS
 
 
@@ -297,7 +304,7 @@ def prometheus_scrape_config(role: str, stack: str, *, target: str, interval: in
     """The Prometheus scrape config the agent reads: one job, static labels Stack and Role."""
     _check_role(role)
     _check_stack(stack)
-    if not re.match(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$", target):
+    if not re.match(r"^([A-Za-z0-9.\-\[\]:]+|\$\{FOOBAR_PRIVATE_IP\}):\d{1,5}$", target):
         raise ValueError(f"target must be host:port; got {target!r}")
     job: dict[str, Any] = {
         "job_name": "haproxy" if role == "lb" else "nginx",

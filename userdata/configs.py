@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from node.discovery import SLOTS
 from userdata import RoleValues
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -51,6 +52,12 @@ HAPROXY_SITE_PEM = "/etc/haproxy/certs/site.pem"
 """The PEM served to the internet: the ACM export once issued, else the internal-CA leaf."""
 HAPROXY_INTERNAL_PEM = "/etc/haproxy/certs/internal.pem"
 HAPROXY_CA = "/etc/haproxy/internal-ca.pem"
+HAPROXY_SERVER_STATE = "/var/lib/haproxy/server-state"
+"""The discovery agent writes HAProxy's server state here; HAProxy reads it when it (re)loads."""
+PRIVATE_IP_ENV = "FOOBAR_PRIVATE_IP"
+"""The load balancer's boot sets this in HAProxy's environment: its private address, from IMDS."""
+STATS_ADDRESS_FROM_ENV = "${" + PRIVATE_IP_ENV + "}"
+"""``HaproxyConfig.stats_address`` on AWS: expanded by HAProxy at start (one user-data for every LB)."""
 NGINX_CONF = "/etc/nginx/nginx.conf"
 NGINX_CERT = "/etc/nginx/tls/server.crt"
 NGINX_KEY = "/etc/nginx/tls/server.key"
@@ -109,33 +116,17 @@ def _check_name(owner: str, name: str, value: str) -> None:
 
 
 @dataclass(frozen=True)
-class Server:
-    """One backend server as HAProxy sees it."""
-
-    name: str
-    address: str
-    port: int = 443
-
-    def __post_init__(self) -> None:
-        if not re.match(r"^[A-Za-z0-9_-]+$", self.name):
-            raise ValueError(f"Server.name: {self.name!r} may hold only letters, digits, '-' and '_'")
-        _check_address("Server", "address", self.address)
-        _check_port("Server", "port", self.port)
-
-
-def servers(prefix: str, addresses: tuple[str, ...] | list[str], port: int = 443) -> tuple[Server, ...]:
-    """Name backend servers ``<prefix>1..n`` in the order the addresses come (stable across renders)."""
-    return tuple(Server(f"{prefix}{i + 1}", address, port) for i, address in enumerate(addresses))
-
-
-@dataclass(frozen=True)
 class HaproxyConfig:
-    """Everything ``haproxy.cfg`` needs. Defaults are the AWS load balancer's."""
+    """Everything ``haproxy.cfg`` needs. Defaults are the AWS load balancer's.
 
-    web_servers: tuple[Server, ...]
-    app_servers: tuple[Server, ...]
+    No backend server is listed: each backend is a row of ``server-template`` slots that the
+    discovery agent (``node.discovery``) fills at run time, so the file is the same for every
+    load balancer and doesn't change when a tier scales or is replaced.
+    """
+
     stats_address: str
-    """The private address the stats page and Prometheus exporter bind to (never the public side)."""
+    """Where the stats page and Prometheus exporter listen (never the public side): an IP address,
+    or ``${FOOBAR_PRIVATE_IP}`` for HAProxy to expand at start (AWS: not known at render time)."""
     cert_file: str = HAPROXY_SITE_PEM
     """Certificate, chain and key in one PEM (HAProxy cannot read an encrypted key)."""
     ca_file: str = HAPROXY_CA
@@ -145,6 +136,8 @@ class HaproxyConfig:
     http_port: int = 80
     https_port: int = 443
     stats_port: int = 8404
+    backend_port: int = 443
+    """The slots' default port; the agent sets each server's address and port."""
     web_name: str = "web.foobar.internal"
     app_name: str = "app.foobar.internal"
     log_target: str = "/dev/log"
@@ -153,27 +146,26 @@ class HaproxyConfig:
     user: str = "haproxy"
     group: str = "haproxy"
     stats_socket: str = "/run/haproxy/admin.sock"
+    """The admin socket: the discovery agent drives the backends through it."""
+    server_state_file: str = HAPROXY_SERVER_STATE
+    """Saved by the agent after each change, loaded by HAProxy on (re)start (a missing file is a warning)."""
     pidfile: str = ""
     """Empty on AWS: the packaged systemd unit passes -p itself."""
     maxconn: int = 4096
 
     def __post_init__(self) -> None:
         owner = "HaproxyConfig"
-        if not self.web_servers:
-            raise ValueError(f"{owner}.web_servers: at least one web server is needed")
-        if not self.app_servers:
-            raise ValueError(f"{owner}.app_servers: at least one app server is needed")
-        for name in ("web_servers", "app_servers"):
-            group = getattr(self, name)
-            if not all(isinstance(s, Server) for s in group):
-                raise ValueError(f"{owner}.{name}: expected a tuple of Server")
-            if len({s.name for s in group}) != len(group):
-                raise ValueError(f"{owner}.{name}: server names must be unique")
-        _check_address(owner, "stats_address", self.stats_address)
+        if self.stats_address != STATS_ADDRESS_FROM_ENV:
+            try:
+                ipaddress.ip_address(self.stats_address)
+            except ValueError:
+                raise ValueError(
+                    f"{owner}.stats_address: {self.stats_address!r} is not an IP address or {STATS_ADDRESS_FROM_ENV!r}"
+                ) from None
         _check_address(owner, "bind_address", self.bind_address, allow_any=True)
-        for port in ("http_port", "https_port", "stats_port"):
+        for port in ("http_port", "https_port", "stats_port", "backend_port"):
             _check_port(owner, port, getattr(self, port))
-        for path in ("cert_file", "ca_file"):
+        for path in ("cert_file", "ca_file", "server_state_file"):
             _check_path(owner, path, getattr(self, path))
         for path in ("chroot", "stats_socket", "pidfile"):
             _check_path(owner, path, getattr(self, path), optional=True)
@@ -184,17 +176,17 @@ class HaproxyConfig:
         if self.maxconn < 1:
             raise ValueError(f"{owner}.maxconn: {self.maxconn!r} must be positive")
 
+    @property
+    def stats_from_env(self) -> bool:
+        return self.stats_address == STATS_ADDRESS_FROM_ENV
+
     @classmethod
     def for_aws(cls, values: RoleValues) -> HaproxyConfig:
-        """The load balancer's configuration on its EC2 instance."""
+        """The load balancer's configuration on its EC2 instance: the same for every load balancer."""
         if values.role != "lb":
             raise ValueError(f"RoleValues.role: {values.role!r}; HaproxyConfig is for the 'lb' role")
-        if not values.private_address:
-            raise ValueError("RoleValues.private_address: the load balancer needs it for the stats listener")
         return cls(
-            web_servers=servers("web", values.web_backends),
-            app_servers=servers("app", values.app_backends),
-            stats_address=values.private_address,
+            stats_address=STATS_ADDRESS_FROM_ENV,
             web_name=f"web.{values.internal_domain}",
             app_name=f"app.{values.internal_domain}",
         )
@@ -307,7 +299,9 @@ def _context(cfg: object, **extra: object) -> dict[str, object]:
 
 def render_haproxy_cfg(cfg: HaproxyConfig) -> str:
     """``haproxy.cfg`` of the load balancer."""
-    return ENV.get_template("haproxy.cfg.j2").render(**_context(cfg))
+    return ENV.get_template("haproxy.cfg.j2").render(
+        **_context(cfg, slots=SLOTS, stats_from_env=cfg.stats_from_env, private_ip_env=PRIVATE_IP_ENV)
+    )
 
 
 def render_nginx_web(cfg: NginxWebConfig) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from userdata import RoleValues
-from userdata.agent import agent_cloud_config_parts
+from userdata.agent import HAPROXY_BACKENDS, PROMETHEUS_CONFIG_PATH, agent_cloud_config_parts
 from userdata.configs import (
     APP_UPSTREAM,
     ENV,
@@ -33,6 +33,7 @@ from userdata.configs import (
     NGINX_CERT,
     NGINX_CONF,
     NGINX_KEY,
+    PRIVATE_IP_ENV,
     SITE_ROOT,
     WSGI_APP,
     HaproxyConfig,
@@ -46,6 +47,7 @@ from userdata.configs import (
 from userdata.site import SITE_DIR, fingerprint_files, read_site
 
 APP_DIR = Path(__file__).resolve().parent.parent / "app"
+NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 BOOT_MODULE = Path(__file__).resolve().parent / "scripts" / "foobar_boot.py"
 
 PACKAGES: dict[str, list[str]] = {
@@ -70,6 +72,25 @@ APP_ENV_FILE = f"{ETC_DIR}/app.env"
 RDS_CA_FILE = f"{ETC_DIR}/rds-ca.pem"
 RDS_CA_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 UNIT_DIR = "/etc/systemd/system"
+INTERNAL_CA = f"{ETC_DIR}/internal-ca.pem"
+"""Web and app: the internal CA, to check their own /healthz as the load balancer does."""
+PRIVATE_ADDRESS_PLAN = f"{ETC_DIR}/private-address.json"
+PRIVATE_ADDRESS_ENV = f"{ETC_DIR}/private-address.env"
+"""LB: ``FOOBAR_PRIVATE_IP=<address>``, written at boot from IMDS; haproxy.service loads it."""
+HAPROXY_DROPIN = f"{UNIT_DIR}/haproxy.service.d/foobar.conf"
+DISCOVERY_UNIT = "foobar-discovery.service"
+DISCOVERY_CACHE = "/var/lib/foobar/discovery.json"
+"""The agent's last known members, so a restarted agent has a set while the groups can't be read."""
+DISCOVERY_INTERVAL_S = 5
+LAUNCH_PLAN = f"{ETC_DIR}/launch-hook.json"
+LAUNCH_HOOK = "foobar-launch"
+"""components.groups.LAUNCH_HOOK: the hook the boot completes (a test keeps the two equal)."""
+LAUNCH_CHECK_DEADLINE_S = 600
+APP_DATABASE_WAIT_S = 3600
+"""How long a new app server waits (in Pending:Wait, with heartbeats) for the database's settings:
+a first deploy creates RDS, Multi-AZ and the replica, in parallel with the servers."""
+"""How long the boot waits for its own /healthz before it abandons the launch: below the hook's 900 s."""
+IMDS_DEADLINE_S = 120
 KEY_MODE = 0o600
 EC2_USER_DATA_LIMIT = 16384
 
@@ -96,28 +117,36 @@ _Dumper.add_representer(str, _str)
 _Dumper.add_representer(_Flow, _flow)
 
 
-PACK_ABOVE = 1024
-"""Text files larger than this travel gzip+base64: every role's user-data must stay under 16 KB."""
+def _entry(path: str, mode: int, **rest: str) -> dict[str, Any]:
+    """A write_files entry; 0644 is cloud-init's default mode, so it isn't spelled out (16 KB)."""
+    return {"path": path, **({} if mode == 0o644 else {"permissions": f"0{mode:o}"}), **rest}
 
 
 def _text(path: str, content: str, mode: int = 0o644) -> dict[str, Any]:
-    if len(content) > PACK_ABOVE:
-        return packed_file(path, content.encode(), mode)
-    return {"path": path, "permissions": f"0{mode:o}", "content": content}
+    """A text file as it is, unless it travels smaller gzip+base64: every role's user-data must stay
+    under 16 KB (the tests hold it under 14)."""
+    packed = packed_file(path, content.encode(), mode)
+    return packed if len(packed["content"]) < len(content) else _entry(path, mode, content=content)
 
 
 def packed_file(path: str, content: bytes, mode: int = 0o644) -> dict[str, Any]:
     """gzip (no timestamp, so the output is stable) then base64."""
     data = base64.b64encode(gzip.compress(content, compresslevel=9, mtime=0)).decode()
-    return {"path": path, "permissions": f"0{mode:o}", "encoding": "gz+b64", "content": data}
+    return _entry(path, mode, encoding="gz+b64", content=data)
+
+
+def without_comments(text: str) -> str:
+    """A daemon config or unit without its comment lines: they explain the repository's templates to
+    their readers, and cost the server's 16 KB of user-data."""
+    return "".join(line for line in text.splitlines(keepends=True) if not line.lstrip().startswith("#"))
 
 
 def _json(data: dict[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True) + "\n"
+    return json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def _unit(name: str, **context: object) -> dict[str, Any]:
-    return _text(f"{UNIT_DIR}/{name}", ENV.get_template(f"systemd/{name}.j2").render(**context))
+    return _text(f"{UNIT_DIR}/{name}", without_comments(ENV.get_template(f"systemd/{name}.j2").render(**context)))
 
 
 def _is_str(node: ast.expr) -> bool:
@@ -147,17 +176,52 @@ def shipped_module(source: str, jobs: Collection[str] | None = None) -> str:
 
     User-data has 16 KB; the explanations (and type hints, checked by mypy here) are for readers
     of the repository, not for the server. With ``jobs``, only those ``@job`` functions and the
-    functions and classes they (or the module's other statements) use: a web server carries no ACM
-    export, a load balancer no app.env writer.
+    functions, classes, imports and constants they (or the module's other statements) use: a web
+    server carries no ACM export, a load balancer no app.env writer nor launch hook.
     """
     tree = _Unannotate().visit(ast.parse(source))
+    # Without hints, ``from __future__ import annotations`` has nothing left to do.
+    tree.body = [s for s in tree.body if not (isinstance(s, ast.ImportFrom) and s.module == "__future__")]
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             body = [s for s in node.body if not (isinstance(s, ast.Expr) and _is_str(s.value))]
             node.body = body or [ast.Pass()]
     if jobs is not None:
-        tree.body = _used_by(tree.body, set(jobs))
+        tree.body = _without_unused(_used_by(tree.body, set(jobs)))
     return "#!/usr/bin/python3\n" + ast.unparse(tree) + "\n"
+
+
+def _bound(node: ast.stmt) -> list[str]:
+    """The names a module-level import or plain assignment binds ([] for anything else)."""
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return [(a.asname or a.name).split(".")[0] for a in node.names]
+    if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return []
+
+
+def _without_unused(body: list[ast.stmt]) -> list[ast.stmt]:
+    """``body`` without the imports and constants nothing left uses (typing's, once the hints are
+    gone; hashlib on a server that unpacks no archive), until none is left."""
+    while True:
+        used = {
+            n.id
+            for s in body
+            for n in ast.walk(s)
+            if isinstance(n, ast.Name) and not (isinstance(s, ast.Assign) and any(n is t for t in s.targets))
+        }
+        kept: list[ast.stmt] = []
+        for s in body:
+            names = _bound(s)
+            if isinstance(s, ast.Import | ast.ImportFrom) and names:
+                s.names = [a for a, name in zip(s.names, names, strict=True) if name in used]
+                if s.names:
+                    kept.append(s)
+            elif not names or set(names) & used:
+                kept.append(s)
+        if len(kept) == len(body) and all(len(_bound(a)) == len(_bound(b)) for a, b in zip(kept, body, strict=True)):
+            return kept
+        body = kept
 
 
 Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
@@ -207,14 +271,15 @@ def tls_files(values: RoleValues) -> list[dict[str, Any]]:
     return [
         {"path": NGINX_CERT, "parts": ["tls-cert"], "mode": 0o644},
         {"path": NGINX_KEY, "parts": ["tls-key"], "mode": KEY_MODE},
+        {"path": INTERNAL_CA, "parts": ["ca-cert"], "mode": 0o644},
     ]
 
 
 def app_files(app_dir: Path = APP_DIR) -> dict[str, bytes]:
     """The app package, ``{path under app/: content}``: its Python files and the data files they read
-    (templates); caches, compiled files, dotfiles and tests left out."""
+    (templates); caches, compiled files, dotfiles and tests left out. ``node/`` is packed the same way."""
     if not app_dir.is_dir():
-        raise ValueError(f"app directory {app_dir} does not exist")
+        raise ValueError(f"package directory {app_dir} does not exist")
     out: dict[str, bytes] = {}
     for p in sorted(app_dir.rglob("*")):
         rel = p.relative_to(app_dir)
@@ -235,6 +300,13 @@ def app_archive(app_dir: Path = APP_DIR) -> bytes:
     return _archive("app", app_files(app_dir))
 
 
+def node_archive(node_dir: Path = NODE_DIR) -> bytes:
+    """The ``node`` package (the load balancer's discovery agent) as a reproducible ``.tar.gz``
+    (``node/...``), unpacked into /opt/foobar on the load balancer. Upload it where
+    ``RoleValues.node_archive_url`` points: it doesn't fit in the load balancer's 16 KB of user-data."""
+    return _archive("node", app_files(node_dir))
+
+
 def site_archive(site_dir: Path = SITE_DIR) -> bytes:
     """The fingerprinted static site as a reproducible ``.tar.gz`` (``foobar/...``), unpacked into
     /var/www on the web servers. Upload it where ``RoleValues.site_archive_url`` points."""
@@ -252,15 +324,17 @@ def _archive(top: str, files: dict[str, bytes]) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=0)
 
 
+def _archive_of(values: RoleValues, kind: str) -> tuple[str, str]:
+    """``RoleValues.<kind>_archive_url`` and ``_sha256``, or empty: a kind RoleValues doesn't carry
+    (yet) is an archive not given."""
+    return getattr(values, f"{kind}_archive_url", ""), getattr(values, f"{kind}_archive_sha256", "")
+
+
 def _fetch_archive(values: RoleValues, kind: str, target: str, files: list[dict[str, Any]]) -> list[str]:
     """Adds the plan of the job that unpacks the role's S3 archive as ``target`` (its top folder is
     target's name) to ``files``; returns the runcmd step that runs it."""
     path = PurePosixPath(target)
-    url, sha256 = (
-        (values.site_archive_url, values.site_archive_sha256)
-        if kind == "site"
-        else (values.app_archive_url, values.app_archive_sha256)
-    )
+    url, sha256 = _archive_of(values, kind)
     fetch = {"region": values.region, "archive_url": url, "sha256": sha256, "dest": str(path.parent), "top": path.name}
     config = f"{ETC_DIR}/{kind}-archive.json"
     files.append(_text(config, _json(fetch)))
@@ -283,10 +357,12 @@ def _validate(values: RoleValues) -> None:
         raise ValueError("RoleValues.region: must not be empty")
     if values.acm_certificate_arn and not values.acm_certificate_arn.startswith("arn:"):
         raise ValueError(f"RoleValues.acm_certificate_arn: {values.acm_certificate_arn!r} is not an ARN")
-    _check_archive("app", values.app_archive_url, values.app_archive_sha256)
-    _check_archive("site", values.site_archive_url, values.site_archive_sha256)
+    for kind in ("app", "site", "node"):
+        _check_archive(kind, *_archive_of(values, kind))
     if values.acm_certificate_arn and values.role != "lb":
         raise ValueError("RoleValues.acm_certificate_arn: only the 'lb' role serves the public certificate")
+    if _archive_of(values, "node")[0] and values.role != "lb":
+        raise ValueError("RoleValues.node_archive_url: only the 'lb' role runs the discovery agent")
 
 
 def staged_path(path: str) -> str:
@@ -294,7 +370,45 @@ def staged_path(path: str) -> str:
     return f"{ETC_DIR}/{PurePosixPath(path).name}"
 
 
-def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir: Path = SITE_DIR) -> dict[str, Any]:
+def _discovery_args(values: RoleValues, cfg: HaproxyConfig) -> list[str]:
+    """The agent's command line: this stack's groups, HAProxy's admin socket and server-state file."""
+    args = ["--socket", cfg.stats_socket, "--source", "asg", "--stack", values.stack, "--region", values.region]
+    for tier, backend in HAPROXY_BACKENDS.items():
+        args += ["--backend", f"{tier}={backend}"]
+    args += ["--interval", str(DISCOVERY_INTERVAL_S), "--cache", DISCOVERY_CACHE]
+    return [*args, "--state-file", cfg.server_state_file]
+
+
+def _lb_parts(values: RoleValues, cfg: HaproxyConfig, files: list[dict[str, Any]], node_dir: Path) -> list[str]:
+    """The load balancer's own pieces: the private-address plan and HAProxy's drop-in that loads its
+    result, the discovery agent's code (from S3, or inline while it fits) and unit. Returns the step
+    that fetches the code, if any."""
+    dropin = ENV.get_template("systemd/haproxy-foobar.conf.j2").render(
+        name=PRIVATE_IP_ENV, env_file=PRIVATE_ADDRESS_ENV
+    )
+    files.append(_text(HAPROXY_DROPIN, without_comments(dropin)))
+    step: list[str] = []
+    if _archive_of(values, "node")[0]:
+        step = _fetch_archive(values, "node", f"{APP_ROOT}/node", files)
+    else:
+        files += [packed_file(f"{APP_ROOT}/node/{rel}", data) for rel, data in app_files(node_dir).items()]
+    state = PurePosixPath(cfg.server_state_file).parent
+    files.append(
+        _unit(
+            DISCOVERY_UNIT,
+            code_root=APP_ROOT,
+            args=" ".join(_discovery_args(values, cfg)),
+            state_dir=PurePosixPath(DISCOVERY_CACHE).parent.name,
+            socket_dir=PurePosixPath(cfg.stats_socket).parent,
+            state_file_dir=state,
+        )
+    )
+    return step
+
+
+def build_cloud_config(
+    values: RoleValues, *, app_dir: Path = APP_DIR, site_dir: Path = SITE_DIR, node_dir: Path = NODE_DIR
+) -> dict[str, Any]:
     """The cloud-config of one server as data (see :func:`render_cloud_config`).
 
     No ``packages``: cloud-init's package module runs once, at a fixed point of the boot, and
@@ -309,9 +423,17 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
     files: list[dict[str, Any]] = [_text(TLS_PLAN, _json(tls))]
     steps: list[list[str]] = [[BOOT, "fetch-tls", TLS_PLAN]]
     services: list[str] = []
+    last: list[list[str]] = []  # after the daemon and the role's services: web and app complete their launch hook
+    private_files: list[dict[str, Any]] = []  # LB: what the private-address job fills in from a staged copy
 
     if role == "lb":
-        daemon_config = (HAPROXY_CFG, render_haproxy_cfg(HaproxyConfig.for_aws(values)))
+        haproxy = HaproxyConfig.for_aws(values)
+        daemon_config = (HAPROXY_CFG, render_haproxy_cfg(haproxy))
+        # HAProxy's stats listener binds to the private address: known only at boot (IMDS).
+        steps.insert(0, [BOOT, "private-address", PRIVATE_ADDRESS_PLAN])
+        if fetch := _lb_parts(values, haproxy, files, node_dir):
+            steps.append(fetch)
+        services.append(DISCOVERY_UNIT)
         if values.acm_certificate_arn:
             acm = {
                 "region": values.region,
@@ -356,13 +478,25 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
             ),
         ]
         services.append("foobar-app.service")
+    if role != "lb":
+        launch = {
+            "region": values.region,
+            "hook": LAUNCH_HOOK,
+            "name": f"{role}.{values.internal_domain}",
+            "ca_file": INTERNAL_CA,
+            "deadline_s": LAUNCH_CHECK_DEADLINE_S,
+        }
+        if role == "app":  # gunicorn waits for the database's settings; the hook waits with it
+            launch.update(wait_for_file=APP_ENV_FILE, wait_deadline_s=APP_DATABASE_WAIT_S)
+        files.append(_text(LAUNCH_PLAN, _json(launch)))
+        last.append([BOOT, "launch-hook", LAUNCH_PLAN])
 
     # One timer renews what the boot fetched: the internal certificate, and on the LB the ACM export.
     refresh = [step[1:] for step in steps if step[1] in ("fetch-tls", "refresh-cert")]
     files += [_unit("foobar-tls.service", boot=BOOT, jobs=refresh, reload_unit=daemon), _unit("foobar-tls.timer")]
     # The daemon's config waits beside the other plans; the install job puts it in place after the package.
     config_path, config_text = daemon_config
-    files.append(_text(staged_path(config_path), config_text))
+    files.append(_text(staged_path(config_path), without_comments(config_text)))
     install = {
         "packages": PACKAGES[role],
         "deadline_s": INSTALL_DEADLINE_S["role"],
@@ -379,6 +513,9 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
     if services:
         # The app waits for the database parameters in foobar-app-env; cloud-init must not wait with it.
         runcmd += [["systemctl", "enable", *services], ["systemctl", "start", "--no-block", *services]]
+    # The launch hook before monitoring: a monitoring download that can't succeed never keeps a
+    # server that answers out of service.
+    runcmd += last
 
     # The monitoring agent (and the Sumo Logic collector when configured), its files packed small.
     # It comes after the daemon runs: a monitoring download that can't succeed never keeps the site down.
@@ -391,7 +528,22 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
         sumo_token_parameter=values.sumo_token_parameter,
     )
     for entry in agent["write_files"]:
-        files.append(packed_file(entry["path"], entry["content"].encode(), int(entry["permissions"], 8)))
+        path, mode, content = entry["path"], int(entry["permissions"], 8), entry["content"]
+        if path.endswith(".json"):
+            content = json.dumps(json.loads(content), separators=(",", ":")) + "\n"  # the same, smaller
+        if path == PROMETHEUS_CONFIG_PATH and "${" + PRIVATE_IP_ENV + "}" in content:
+            # Its scrape target is the private address: the private-address job writes it from this copy.
+            private_files.append({"src": staged_path(path), "dest": path, "mode": mode})
+            path = staged_path(path)
+        files.append(_text(path, content, mode))
+    if role == "lb":
+        plan = {
+            "name": PRIVATE_IP_ENV,
+            "env_file": PRIVATE_ADDRESS_ENV,
+            "files": private_files,
+            "deadline_s": IMDS_DEADLINE_S,
+        }
+        files.append(_text(PRIVATE_ADDRESS_PLAN, _json(plan)))
     agent_packages = [p for p in agent["packages"] if p not in PACKAGES[role]]
     if agent_packages:
         agent_install = {"packages": agent_packages, "deadline_s": INSTALL_DEADLINE_S["agent"]}
@@ -400,20 +552,27 @@ def build_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir:
     runcmd += agent["runcmd"]
 
     # The boot module carries the jobs this server runs: the runcmd steps, and app-env (run by its unit).
-    jobs = {"install", *(step[1] for step in steps), *(["app-env"] if role == "app" else [])}
+    jobs = {"install", *(step[1] for step in [*steps, *last]), *(["app-env"] if role == "app" else [])}
     boot = packed_file(BOOT, shipped_module(BOOT_MODULE.read_text(), jobs).encode(), 0o755)
     return {"write_files": [boot, *files], "runcmd": runcmd}
 
 
-def render_cloud_config(values: RoleValues, *, app_dir: Path = APP_DIR, site_dir: Path = SITE_DIR) -> str:
+def render_cloud_config(
+    values: RoleValues, *, app_dir: Path = APP_DIR, site_dir: Path = SITE_DIR, node_dir: Path = NODE_DIR
+) -> str:
     """The ``#cloud-config`` user-data of one server: files, and the boot order (packages with
-    retries, TLS files, then the daemon, then monitoring)."""
-    doc = build_cloud_config(values, app_dir=app_dir, site_dir=site_dir)
-    header = f"#cloud-config\n# foobar {values.role} server {values.index} of stack {values.stack}\n"
+    retries, the private address on the LB, TLS files, then the daemon and its services, the launch
+    hook on web and app, then monitoring)."""
+    doc = build_cloud_config(values, app_dir=app_dir, site_dir=site_dir, node_dir=node_dir)
+    header = f"#cloud-config\n# foobar {values.role} server of stack {values.stack}\n"
     doc["runcmd"] = [_Flow(step) if isinstance(step, list) else step for step in doc["runcmd"]]
     text = header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=False)
     size = len(text.encode())
     if size > EC2_USER_DATA_LIMIT:
-        hint = " (set RoleValues.app_archive_url to ship the app code from S3)" if values.role == "app" else ""
+        hints = {
+            "app": " (set RoleValues.app_archive_url to ship the app code from S3)",
+            "lb": " (set RoleValues.node_archive_url to ship the discovery agent from S3)",
+        }
+        hint = hints.get(values.role, "")
         raise ValueError(f"user-data of the {values.role} role is {size} bytes, over EC2's {EC2_USER_DATA_LIMIT}{hint}")
     return text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,8 @@ class CheckFailed(AssertionError):
     """A real tool rejected a file; the message carries the tool's output."""
 
 
-def _run(cmd: list[str], what: str) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, env=env)
     if result.returncode != 0:
         raise CheckFailed(f"{what} rejected (exit {result.returncode}): {result.stdout}{result.stderr}")
 
@@ -29,11 +30,13 @@ def check_cloud_config(path: Path) -> None:
 
 
 def check_haproxy(path: Path) -> None:
-    """``-dW``: any warning is fatal. ``-q`` hides the reason, so a failure is re-run without it."""
+    """``-dW``: any warning is fatal. ``-q`` hides the reason, so a failure is re-run without it.
+    FOOBAR_PRIVATE_IP is in HAProxy's environment, as the load balancer's boot sets it."""
+    env = {**os.environ, "FOOBAR_PRIVATE_IP": "127.0.0.1"}
     try:
-        _run(["haproxy", "-c", "-dW", "-q", "-f", str(path)], f"haproxy -c {path}")
+        _run(["haproxy", "-c", "-dW", "-q", "-f", str(path)], f"haproxy -c {path}", env)
     except CheckFailed:
-        _run(["haproxy", "-c", "-dW", "-f", str(path)], f"haproxy -c {path}")
+        _run(["haproxy", "-c", "-dW", "-f", str(path)], f"haproxy -c {path}", env)
         raise
 
 

@@ -23,8 +23,6 @@ def _values(stack: str, n: int, arn: str) -> dict[str, RoleValues]:
             role="lb",
             param_path=f"/foobar/{stack}/lb",
             private_address="10.0.0.10",
-            web_backends=tuple(f"10.0.{16 + i}.10" for i in range(n)),
-            app_backends=tuple(f"10.0.{32 + i}.10" for i in range(n)),
             acm_certificate_arn=arn,
             **base,
         ),

@@ -1,4 +1,5 @@
-"""The boot jobs (TLS fetch, ACM refresh, app.env, app archive) against fake AWS clients."""
+"""The boot jobs (TLS fetch, ACM refresh, app.env, app archive, private address, launch hook) against
+fake AWS clients, a fake instance metadata service and a TLS server on loopback."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import hashlib
 import io
 import json
 import os
+import secrets
+import ssl
 import stat
 import subprocess
 import sys
 import tarfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from userdata.render import APP_DIR, BOOT_MODULE, app_archive, shipped_module
+from tests.configs.checks import Pki, make_pki
+from userdata.render import APP_DIR, BOOT_MODULE, NODE_DIR, app_archive, node_archive, shipped_module
 from userdata.scripts import foobar_boot as boot
 
 
@@ -242,9 +249,18 @@ def test_shipped_module_is_the_same_program() -> None:
     shipped = shipped_module(BOOT_MODULE.read_text())
     namespace: dict[str, Any] = {"__name__": "shipped"}
     exec(compile(shipped, "foobar_boot.py", "exec"), namespace)
-    for job in ("install", "retry", "fetch_tls", "refresh_cert", "app_env", "fetch_app", "write_atomic", "main"):
-        assert callable(namespace[job])
-    assert set(namespace["JOBS"]) == {"install", "fetch-tls", "refresh-cert", "app-env", "fetch-app"}
+    functions = ("install", "retry", "fetch_tls", "refresh_cert", "app_env", "fetch_app", "write_atomic", "main")
+    for function in (*functions, "private_address", "launch_hook", "healthz", "imds"):
+        assert callable(namespace[function])
+    assert set(namespace["JOBS"]) == {
+        "install",
+        "fetch-tls",
+        "refresh-cert",
+        "app-env",
+        "fetch-app",
+        "private-address",
+        "launch-hook",
+    }
     assert '"""' not in shipped and "# " not in shipped.split("\n", 1)[1]
     assert " -> " not in shipped, "type hints are for mypy here, not for the server"
     assert namespace["main"](["nonsense"]) == 2
@@ -253,7 +269,10 @@ def test_shipped_module_is_the_same_program() -> None:
     namespace = {"__name__": "shipped"}
     exec(compile(web, "foobar_boot.py", "exec"), namespace)
     assert set(namespace["JOBS"]) == {"install", "fetch-tls"} and "retry" in namespace and "key_matches" in namespace
-    assert not {"export_certificate", "refresh_cert", "app_env", "fetch_app"} & set(namespace)
+    assert not {"export_certificate", "refresh_cert", "app_env", "fetch_app", "launch_hook", "imds"} & set(namespace)
+    # ... and only the imports and constants they use: no typing left once the hints are gone.
+    assert not {"hashlib", "tarfile", "ssl", "ipaddress", "TypeVar", "annotations", "IMDS"} & set(namespace)
+    assert "from __future__" not in web
     with pytest.raises(ValueError, match="no job"):
         shipped_module(BOOT_MODULE.read_text(), {"install", "bogus"})
 
@@ -557,3 +576,357 @@ def test_agent_install_waits_for_the_dpkg_lock_then_gives_up(tmp_path: Path) -> 
     assert "--retry-all-errors" in curl and "--retry-max-time 600" in curl, "a refused connection is retried too"
     status, dpkg, sleeps, _ = _agent_setup_run(tmp_path / "broken", dpkg_failures=10**6)
     assert status != 0 and len(dpkg) == 10 and len(sleeps) == 9
+
+
+def test_retry_logs_the_aws_error_code_but_never_its_message(capsys: pytest.CaptureFixture[str]) -> None:
+    from botocore.exceptions import ClientError
+
+    clock, calls = Clock(), []
+
+    def denied() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ClientError({"Error": {"Code": "Throttling", "Message": f"rate {KEY_BODY}"}}, "DescribeX")
+
+    boot.retry("describe", denied, deadline_s=60, sleep=clock.sleep, clock=clock)
+    err = capsys.readouterr().err
+    assert err.count("(ClientError Throttling)") == 2 and KEY_BODY not in err
+
+
+# The instance metadata service, IMDSv2 only: a session token first (PUT with its TTL), then items.
+
+
+class FakeImds:
+    """IMDSv2 on loopback: refuses a read without a valid token, as an instance with
+    ``http_tokens = required`` does; the first ``failures`` requests get a 503."""
+
+    def __init__(self, items: dict[str, str], failures: int = 0) -> None:
+        self.items, self.failures = items, failures
+        self.token = secrets.token_urlsafe(16)
+        self.requests: list[tuple[str, str]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: str = "") -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def do_PUT(self) -> None:
+                fake.requests.append(("PUT", self.path))
+                if fake.failures:
+                    fake.failures -= 1
+                    return self._answer(503)
+                ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
+                if self.path != "/latest/api/token" or not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+                    return self._answer(400)
+                self._answer(200, fake.token)
+
+            def do_GET(self) -> None:
+                fake.requests.append(("GET", self.path))
+                if self.headers.get("X-aws-ec2-metadata-token") != fake.token:
+                    return self._answer(401)
+                item = self.path.removeprefix("/latest/meta-data/")
+                self._answer(200, fake.items[item]) if item in fake.items else self._answer(404)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/latest/"
+
+    def __enter__(self) -> FakeImds:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _private_plan(tmp_path: Path, imds: FakeImds) -> dict[str, Any]:
+    staged = tmp_path / "etc-foobar" / "foobar-prometheus.yaml"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_text("scrape_configs:\n- static_configs:\n  - targets: [${FOOBAR_PRIVATE_IP}:8404]\n")
+    return {
+        "imds": imds.base,
+        "name": "FOOBAR_PRIVATE_IP",
+        "env_file": str(tmp_path / "etc-foobar" / "private-address.env"),
+        "files": [{"src": str(staged), "dest": str(tmp_path / "agent" / "foobar-prometheus.yaml"), "mode": 0o644}],
+        "deadline_s": 60,
+    }
+
+
+def test_private_address_from_imdsv2_into_haproxy_env_and_the_agent_config(tmp_path: Path) -> None:
+    with FakeImds({"local-ipv4": "10.0.1.23"}, failures=2) as imds:
+        plan, clock = _private_plan(tmp_path, imds), Clock()
+        assert boot.private_address(plan, sleep=clock.sleep, clock=clock) == "10.0.1.23"
+        assert clock.sleeps == [2, 4], "IMDS not answering yet: retried"
+        env = Path(plan["env_file"])
+        assert env.read_text() == "FOOBAR_PRIVATE_IP=10.0.1.23\n" and _mode(env) == 0o644
+        agent = Path(plan["files"][0]["dest"])
+        assert agent.read_text().endswith("targets: [10.0.1.23:8404]\n")
+        assert boot.private_address(plan) == "10.0.1.23", "safe to run again: filled from the staged copy"
+        assert agent.read_text().endswith("targets: [10.0.1.23:8404]\n")
+    token_first = [r for r in imds.requests if r[0] == "PUT"]
+    assert token_first and all(r == ("PUT", "/latest/api/token") for r in token_first)
+    assert ("GET", "/latest/meta-data/local-ipv4") in imds.requests
+
+
+def test_private_address_refuses_what_is_not_an_address(tmp_path: Path) -> None:
+    with FakeImds({"local-ipv4": "<html>"}) as imds:
+        plan, clock = _private_plan(tmp_path, imds), Clock()
+        with pytest.raises(TimeoutError, match="not an IPv4 address"):
+            boot.private_address(plan, sleep=clock.sleep, clock=clock, deadline_s=10)
+    assert not Path(plan["env_file"]).exists(), "HAProxy never gets a bind address it can't use"
+
+
+def test_shipped_private_address_job_runs_with_the_standard_library_only(tmp_path: Path) -> None:
+    """As cloud-init runs it, before anything is installed: the shipped executable and system python3."""
+    program = tmp_path / "foobar-boot"
+    program.write_text(shipped_module(BOOT_MODULE.read_text(), {"install", "private-address"}))
+    with FakeImds({"local-ipv4": "10.0.1.23"}) as imds:
+        plan = tmp_path / "private-address.json"
+        plan.write_text(json.dumps(_private_plan(tmp_path, imds)))
+        result = subprocess.run(
+            ["/usr/bin/python3", str(program), "private-address", str(plan)],
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "etc-foobar" / "private-address.env").read_text() == "FOOBAR_PRIVATE_IP=10.0.1.23\n"
+    assert imds.token not in result.stderr
+
+
+# The launch hook: the server's own /healthz over TLS as HAProxy checks it, then the group is told.
+
+
+class Healthz:
+    """A TLS server on loopback with the role's internal-CA certificate, answering ``/healthz`` with
+    ``statuses`` in turn (the last repeats); it records the SNI and Host each request came with."""
+
+    def __init__(self, pki: Pki, name: str, statuses: Sequence[int]) -> None:
+        self.statuses = list(statuses)
+        self.seen: list[tuple[str | None, str | None, str]] = []
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*pki.leaf(name))
+        sni: list[str | None] = [None]
+        context.sni_callback = lambda _sock, server_name, _ctx: sni.__setitem__(0, server_name)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                fake.seen.append((sni[0], self.headers.get("Host"), self.path))
+                status = fake.statuses.pop(0) if len(fake.statuses) > 1 else fake.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def __enter__(self) -> Healthz:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+INSTANCE, GROUP = "i-0123456789abcdef0", "foobar-prod-web-20250101"
+
+
+def _launch_plan(pki: Pki, server: Healthz, imds: FakeImds, deadline_s: float = 600) -> dict[str, Any]:
+    return {
+        "region": "eu-west-1",
+        "hook": "foobar-launch",
+        "name": "web.foobar.internal",
+        "ca_file": str(pki.ca),
+        "port": server.port,
+        "deadline_s": deadline_s,
+        "imds": imds.base,
+    }
+
+
+@contextmanager
+def _autoscaling(
+    state: str | None, result: str | None = None, throttled: bool = False, heartbeats: int = 1
+) -> Iterator[Any]:
+    """A real boto3 client whose calls are checked against the AutoScaling API model and answered
+    by botocore's Stubber: moto (5.2) has no complete_lifecycle_action nor heartbeat, and puts every
+    instance in service at once, hooks or not. ``state`` None: the instance is in no group."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("autoscaling", region_name="eu-west-1", aws_access_key_id="k", aws_secret_access_key="s")
+    stub = Stubber(client)
+    if throttled:
+        stub.add_client_error("describe_auto_scaling_instances", "Throttling", "Rate exceeded", 400)
+    instances = [
+        {
+            "InstanceId": INSTANCE,
+            "AutoScalingGroupName": GROUP,
+            "AvailabilityZone": "eu-west-1a",
+            "LifecycleState": state,
+            "HealthStatus": "HEALTHY",
+            "ProtectedFromScaleIn": False,
+        }
+    ]
+    found = {"AutoScalingInstances": instances if state else []}
+    stub.add_response("describe_auto_scaling_instances", found, {"InstanceIds": [INSTANCE]})
+    if result:
+        hook = {"LifecycleHookName": "foobar-launch", "AutoScalingGroupName": GROUP, "InstanceId": INSTANCE}
+        for _ in range(heartbeats):
+            stub.add_response("record_lifecycle_action_heartbeat", {}, hook)
+        stub.add_response("complete_lifecycle_action", {}, {**hook, "LifecycleActionResult": result})
+    with stub:
+        yield client
+        stub.assert_no_pending_responses()
+
+
+def test_healthz_checks_like_the_load_balancer(pki: Pki, tmp_path: Path) -> None:
+    """SNI and the verified name are the role's; another name or another CA is refused."""
+    other = make_pki(tmp_path / "other", ["web.foobar.internal"])
+    with Healthz(pki, "web.foobar.internal", [200]) as server:
+        config = {"name": "web.foobar.internal", "ca_file": str(pki.ca), "port": server.port}
+        boot.healthz(config)
+        assert server.seen == [("web.foobar.internal", "web.foobar.internal", "/healthz")]
+        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+            boot.healthz({**config, "name": "app.foobar.internal"})
+        with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer"):
+            boot.healthz({**config, "ca_file": str(other.ca)})
+    with Healthz(pki, "web.foobar.internal", [502]) as server, pytest.raises(boot.NotReady, match="502"):
+        boot.healthz({"name": "web.foobar.internal", "ca_file": str(pki.ca), "port": server.port})
+
+
+def test_launch_hook_continues_once_healthz_answers(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = Clock()
+    with (
+        FakeImds({"instance-id": INSTANCE}) as imds,
+        Healthz(pki, "web.foobar.internal", [503, 502, 200]) as server,
+        _autoscaling("Pending:Wait", "CONTINUE", throttled=True) as autoscaling,
+    ):
+        plan = _launch_plan(pki, server, imds)
+        assert boot.launch_hook(plan, autoscaling, sleep=clock.sleep, clock=clock) == "CONTINUE"
+    assert len(server.seen) == 3 and clock.sleeps == [2, 2, 4], "throttled once, then /healthz twice"
+    err = capsys.readouterr().err
+    assert (
+        "(ClientError Throttling)" in err and "own /healthz: attempt 2 failed (/healthz answered 'HTTP/1.1 502" in err
+    )
+    assert f"foobar-launch of {INSTANCE}: CONTINUE" in err and imds.token not in err
+
+
+def test_app_launch_hook_waits_for_the_database_with_heartbeats(pki: Pki, tmp_path: Path) -> None:
+    """A first deploy creates RDS beside the servers: the app's settings arrive after the hook's
+    timeout, so the hook is kept alive (a heartbeat every 300 s) until they're written, then checked."""
+    clock, env = Clock(), tmp_path / "app.env"
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if clock.now >= 1000:  # the database's settings arrive after 1000 s
+            env.write_text("FOOBAR_DB_WRITER=x\n")
+
+    with (
+        FakeImds({"instance-id": INSTANCE}) as imds,
+        Healthz(pki, "app.foobar.internal", [200]) as server,
+        _autoscaling("Pending:Wait", "CONTINUE", heartbeats=4) as autoscaling,  # at 0, 300, 600, 900 s
+    ):
+        plan = {**_launch_plan(pki, server, imds), "name": "app.foobar.internal"}
+        plan.update(wait_for_file=str(env), wait_deadline_s=3600, heartbeat_s=300)
+        assert boot.launch_hook(plan, autoscaling, sleep=sleep, clock=clock) == "CONTINUE"
+    assert 1000 <= clock.now < 1010
+
+
+def test_launch_hook_abandons_when_healthz_never_answers(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The group replaces the instance at once instead of waiting out the hook; the boot fails visibly."""
+    with (
+        FakeImds({"instance-id": INSTANCE}) as imds,
+        Healthz(pki, "web.foobar.internal", [502]) as server,
+        _autoscaling("Pending:Wait", "ABANDON") as autoscaling,
+    ):
+        monkeypatch.setattr(boot, "_client", lambda service, region: autoscaling)
+        plan = tmp_path / "launch-hook.json"
+        plan.write_text(json.dumps(_launch_plan(pki, server, imds, deadline_s=0.2)))
+        assert boot.main(["launch-hook", str(plan)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2] == f"foobar-boot: foobar-launch of {INSTANCE}: ABANDON"
+    assert lines[-1] == "foobar-boot: launch-hook failed: TimeoutError: no 200 from /healthz in 0.2s: launch abandoned"
+
+
+@pytest.mark.parametrize("state", [None, "InService"])
+def test_launch_hook_without_a_waiting_hook_is_skipped(
+    pki: Pki, state: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not in a group (a plain instance), or in service already (a group without the hook): nothing
+    to complete, and the boot goes on."""
+    with (
+        FakeImds({"instance-id": INSTANCE}) as imds,
+        Healthz(pki, "web.foobar.internal", [502]) as server,
+        _autoscaling(state) as autoscaling,
+    ):
+        assert boot.launch_hook(_launch_plan(pki, server, imds), autoscaling) == ""
+    assert server.seen == [], "no hook, no wait"
+    expected = "in no Auto Scaling group" if state is None else "InService"
+    assert f"{INSTANCE} is {expected}: no launch hook waits" in capsys.readouterr().err
+
+
+def test_launch_hook_against_moto_outside_a_group(pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    """moto answers DescribeAutoScalingInstances like AWS for an instance in no group: an empty list."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws(), FakeImds({"instance-id": INSTANCE}) as imds, Healthz(pki, "web.foobar.internal", [200]) as server:
+        autoscaling = boto3.client("autoscaling", region_name="eu-west-1")
+        assert boot.launch_hook(_launch_plan(pki, server, imds), autoscaling) == ""
+    assert "in no Auto Scaling group" in capsys.readouterr().err
+
+
+def test_node_archive_unpacks_into_a_package_python_runs(tmp_path: Path) -> None:
+    """The discovery agent as the load balancer gets it: from S3, checked, unpacked into /opt/foobar,
+    run by the system python3 with nothing of this repository around it."""
+    archive = node_archive()
+    assert node_archive() == archive, "reproducible"
+
+    class FakeS3:
+        def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+            return {"Body": io.BytesIO(archive)}
+
+    config = {
+        "archive_url": "s3://b/lb/node.tar.gz",
+        "sha256": hashlib.sha256(archive).hexdigest(),
+        "dest": str(tmp_path / "opt"),
+        "top": "node",
+    }
+    boot.fetch_app(config, FakeS3(), sleep=lambda _: None)
+    unpacked = tmp_path / "opt" / "node"
+    assert (unpacked / "discovery.py").read_bytes() == (NODE_DIR / "discovery.py").read_bytes()
+    assert not list(unpacked.rglob("__pycache__"))
+    result = subprocess.run(
+        ["/usr/bin/python3", "-m", "node.discovery", "--help"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "opt"), "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and "--state-file" in result.stdout, result.stderr

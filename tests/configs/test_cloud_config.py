@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -28,11 +32,38 @@ from userdata import configs as c
 from userdata import render as r
 
 CASES = [(stack, role) for stack in STACKS for role in ("lb", "web", "app")]
+NODE_SHA256 = hashlib.sha256(r.node_archive()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class AwsValues(RoleValues):
+    """Until RoleValues carries them: where the load balancer fetches the discovery agent."""
+
+    node_archive_url: str = ""
+    node_archive_sha256: str = ""
+
+
+def aws(values: RoleValues) -> RoleValues:
+    """The values as components/site.py gives them on AWS: no server has a fixed private address,
+    and the load balancer's discovery agent comes from S3 (it doesn't fit in its user-data)."""
+    return aws_lb(values) if values.role == "lb" else values
+
+
+def aws_lb(values: RoleValues) -> AwsValues:
+    fields = {f.name: getattr(values, f.name) for f in dataclasses.fields(values)}
+    return AwsValues(
+        **{
+            **fields,
+            "private_address": "",
+            "node_archive_url": f"s3://foobar-{values.stack}-artifacts/lb/{NODE_SHA256}.tar.gz",
+            "node_archive_sha256": NODE_SHA256,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[tuple[str, str], str]:
-    return {(stack, role): cloud_config(STACKS[stack][role]) for stack, role in CASES}
+    return {(stack, role): cloud_config(aws(STACKS[stack][role])) for stack, role in CASES}
 
 
 @pytest.mark.parametrize(("stack", "role"), CASES)
@@ -59,7 +90,7 @@ def test_user_data_is_small_and_holds_no_secret(rendered: dict[tuple[str, str], 
 
 def test_rendering_is_deterministic() -> None:
     for role in ("lb", "web", "app"):
-        assert cloud_config(STACKS["prod"][role]) == cloud_config(STACKS["prod"][role])
+        assert cloud_config(aws(STACKS["prod"][role])) == cloud_config(aws(STACKS["prod"][role]))
 
 
 def _file(text: str, path: str) -> tuple[bytes, dict[str, object]]:
@@ -114,8 +145,20 @@ def test_boot_order(rendered: dict[tuple[str, str], str]) -> None:
         restart = runcmd.index(f"systemctl restart {daemon}")
         assert 1 < tls < runcmd.index(f"systemctl enable {daemon}") < restart
         # Monitoring after the daemon: a download that can never succeed doesn't keep the site down.
-        assert restart < runcmd.index(f"{BOOT} install /etc/foobar/agent-packages.json") < len(runcmd) - 1
+        agent = runcmd.index(f"{BOOT} install /etc/foobar/agent-packages.json")
+        assert restart < agent < len(runcmd) - 1
         assert runcmd[-1] == "/usr/local/sbin/foobar-monitoring-setup", "the agent starts last, after the daemon"
+        if role == "lb":
+            # HAProxy binds its stats listener to the private address: learnt before it starts.
+            assert runcmd[2] == f"{BOOT} private-address /etc/foobar/private-address.json"
+            assert restart < runcmd.index("systemctl start --no-block foobar-discovery.service") < agent
+        else:
+            # Out of service until it answers: the hook after the daemon (and the app) start, and
+            # before monitoring, which never keeps a server that answers out of service.
+            hook = runcmd.index(f"{BOOT} launch-hook /etc/foobar/launch-hook.json")
+            assert restart < hook < agent and not [s for s in runcmd if "private-address" in s]
+            if role == "app":
+                assert runcmd.index("systemctl start --no-block foobar-app.service") < hook
 
 
 def test_daemon_configs_are_put_in_place_after_their_packages(rendered: dict[tuple[str, str], str]) -> None:
@@ -166,6 +209,12 @@ def test_boot_stops_at_a_step_that_gave_up(rendered: dict[tuple[str, str], str],
     assert status != 0 and calls == ["foobar-boot install /etc/foobar/packages.json"]
     status, calls = _run_boot_script(text, tmp / "no-tls", fail="fetch-tls")
     assert status != 0 and f"systemctl restart {daemon}" not in calls
+    if role == "lb":  # no private address: HAProxy would have no stats listener to bind
+        status, calls = _run_boot_script(text, tmp / "no-address", fail="private-address")
+        assert status != 0 and "systemctl restart haproxy" not in calls
+    else:  # abandoned: the group replaces the server, monitoring it is moot
+        status, calls = _run_boot_script(text, tmp / "abandoned", fail="launch-hook")
+        assert status != 0 and f"systemctl restart {daemon}" in calls and "foobar-monitoring-setup" not in calls
     # The monitoring agent's packages or download failing: reported, but the daemon already runs.
     for n, step in enumerate(("install /etc/foobar/agent-packages.json", "foobar-monitoring-setup")):
         status, calls = _run_boot_script(text, tmp / f"no-agent-{n}", fail=step)
@@ -189,6 +238,14 @@ def test_one_timer_renews_every_certificate(rendered: dict[tuple[str, str], str]
         assert not [p for p in decoded_files(text) if "refresh-cert" in p], "no second timer"
 
 
+SHIPPED_JOBS = {
+    "lb": {"install", "private-address", "fetch-tls", "fetch-app", "refresh-cert"},
+    "web": {"install", "fetch-tls", "launch-hook"},
+    "app": {"install", "fetch-tls", "fetch-app", "app-env", "launch-hook"},
+}
+"""Per role of the prod stack (ACM; the app from S3, the site inline, the discovery agent from S3)."""
+
+
 @pytest.mark.parametrize("role", ["lb", "web", "app"])
 def test_each_role_ships_the_jobs_it_runs_and_all_they_use(
     rendered: dict[tuple[str, str], str], tmp: Path, role: str
@@ -202,8 +259,10 @@ def test_each_role_ships_the_jobs_it_runs_and_all_they_use(
             called |= {m.split()[0] for m in re.findall(rf"^ExecStart={BOOT} (.+)$", body, re.M)}
     namespace: dict[str, Any] = {"__name__": "shipped"}
     exec(compile(module, BOOT, "exec"), namespace)
-    assert set(namespace["JOBS"]) == called
+    assert set(namespace["JOBS"]) == called == SHIPPED_JOBS[role]
     assert ("refresh_cert" in namespace) is (role == "lb") and ("app_env" in namespace) is (role == "app")
+    assert ("private_address" in namespace) is (role == "lb") and ("launch_hook" in namespace) is (role != "lb")
+    assert ("healthz" in namespace) is (role != "lb") and ("ipaddress" in namespace) is (role == "lb")
     # Nothing left refers to a function that was left out (ruff's undefined-name check).
     (tmp / "boot.py").write_text(module)
     ruff = subprocess.run(
@@ -295,12 +354,8 @@ def test_bad_values_are_refused_naming_the_setting() -> None:
     base = STACKS["dev"]["lb"]
     from dataclasses import replace
 
-    with pytest.raises(ValueError, match=r"RoleValues\.private_address"):
-        cloud_config(replace(base, private_address=""))
-    with pytest.raises(ValueError, match=r"HaproxyConfig\.web_servers"):
-        cloud_config(replace(base, web_backends=()))
-    with pytest.raises(ValueError, match=r"Server\.address"):
-        cloud_config(replace(base, app_backends=("10.0.0.1; rm",)))
+    with pytest.raises(ValueError, match=r"HaproxyConfig\.stats_address"):
+        c.HaproxyConfig(stats_address="10.0.0.1; rm")
     with pytest.raises(ValueError, match=r"RoleValues\.acm_certificate_arn"):
         cloud_config(replace(base, acm_certificate_arn="not-an-arn"))
     with pytest.raises(ValueError, match=r"RoleValues\.app_archive_sha256"):
@@ -327,8 +382,10 @@ def test_haproxy_cfg_from_user_data_passes_haproxy(
             c.HAPROXY_SITE_PEM: pki.combined("www.foobar.com"),
             c.HAPROXY_CA: pki.ca,
             "/run/haproxy/admin.sock": tmp / "admin.sock",
+            c.HAPROXY_SERVER_STATE: tmp / "server-state",
         },
     )
+    (tmp / "server-state").write_text("1\n")  # the agent's file: without it HAProxy warns
     path = tmp / "haproxy.cfg"
     path.write_text(local)
     check_haproxy(path)
@@ -351,15 +408,17 @@ def _assert_haproxy_policy(cfg: str, values: RoleValues) -> None:
             f"check check-sni {name}"
         ) in " ".join(lines)
         assert f"http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host {name}" in lines
-    servers = [line.split() for line in lines if line.startswith("server ")]
-    expected = [*values.web_backends, *values.app_backends]
-    assert [s[2] for s in servers] == [f"{a}:443" for a in expected]
+        assert re.search(rf"default-server ssl .* check-sni {name} .* init-addr none$", cfg, re.M)
+        assert f"server-template {role} 1-40 0.0.0.0:443 disabled" in lines  # 2 x webMax/appMax's 20
+    # No backend server in the file: the discovery agent fills the slots and saves their state.
+    assert not [line for line in lines if line.startswith("server ")]
+    assert f"server-state-file {c.HAPROXY_SERVER_STATE}" in lines and "load-server-state-from-file global" in lines
     # Stats and metrics only on the private address; the public binds are on 80/443 only.
     binds = [line for line in lines if line.startswith("bind ")]
     assert binds == [
         "bind :80",
         f"bind :443 ssl crt {c.HAPROXY_SITE_PEM} alpn h2,http/1.1",
-        f"bind {values.private_address}:8404",
+        'bind "${FOOBAR_PRIVATE_IP}:8404"',
     ]
     # HAProxy lets idle connections go before nginx does (75 s).
     for key in ("timeout http-keep-alive", "pool-purge-delay"):
@@ -397,15 +456,15 @@ def test_checkers_reject_broken_files(pki: Pki, tmp: Path) -> None:
     bad_haproxy = tmp / "bad.cfg"
     good = c.render_haproxy_cfg(
         c.HaproxyConfig(
-            web_servers=c.servers("web", ["127.0.0.2"]),
-            app_servers=c.servers("app", ["127.0.0.3"]),
             stats_address="127.0.0.1",
+            server_state_file=str(tmp / "server-state"),
             cert_file=str(pki.combined("www.foobar.com")),
             ca_file=str(pki.ca),
             chroot="",
             stats_socket="",
         )
     )
+    (tmp / "server-state").write_text("1\n")
     bad_haproxy.write_text(good)
     check_haproxy(bad_haproxy)
     bad_haproxy.write_text(good.replace("timeout client 30s\n", ""))  # only a warning: -dW makes it fatal
@@ -459,3 +518,151 @@ def test_the_app_writes_the_log_the_agent_ships(rendered: dict[tuple[str, str], 
     assert written, unit
     assert written.group(1) in {f.path for f in LOG_FILES["app"]}
     assert "LogsDirectory=foobar" in unit and "StandardError=inherit" in unit
+
+
+# No fixed address: the load balancer learns its own at boot, and finds its backends at run time.
+
+
+def test_lb_takes_its_private_address_from_imds_before_haproxy_starts(
+    rendered: dict[tuple[str, str], str], pki: Pki, tmp: Path
+) -> None:
+    """The rendered plan, run by the shipped job against a fake IMDSv2: the variable HAProxy's config
+    binds its stats listener to comes from the env file its unit loads, and the agent scrapes there."""
+    from tests.configs.test_boot import FakeImds
+    from userdata.agent import PROMETHEUS_CONFIG_PATH
+
+    text = rendered["prod", "lb"]
+    files = written_files(text)
+    dropin = files["/etc/systemd/system/haproxy.service.d/foobar.conf"][0].decode()
+    assert re.findall(r"^EnvironmentFile=(.+)$", dropin, re.M) == ["-/etc/foobar/private-address.env"]
+    assert PROMETHEUS_CONFIG_PATH not in files, "written by the job, from the staged copy"
+    plan = json.loads(files["/etc/foobar/private-address.json"][0])
+    assert plan["name"] == c.PRIVATE_IP_ENV and plan["env_file"] == "/etc/foobar/private-address.env"
+    assert plan["files"] == [
+        {"src": "/etc/foobar/foobar-prometheus.yaml", "dest": PROMETHEUS_CONFIG_PATH, "mode": 0o644}
+    ]
+    assert 0 < plan["deadline_s"] <= 300
+    # Run it, the server's paths pointed into tmp.
+    local = {
+        path: tmp / path.lstrip("/") for path in (plan["env_file"], plan["files"][0]["src"], PROMETHEUS_CONFIG_PATH)
+    }
+    local[plan["files"][0]["src"]].parent.mkdir(parents=True)
+    local[plan["files"][0]["src"]].write_bytes(files[plan["files"][0]["src"]][0])
+    program = tmp / "foobar-boot"
+    program.write_bytes(files[BOOT][0])
+    with FakeImds({"local-ipv4": "127.0.0.1"}) as imds:
+        (tmp / "plan.json").write_text(_localize(json.dumps({**plan, "imds": imds.base}), local))
+        subprocess.run(["/usr/bin/python3", str(program), "private-address", str(tmp / "plan.json")], check=True)
+    env = dict(line.split("=", 1) for line in local[plan["env_file"]].read_text().splitlines())
+    assert env == {"FOOBAR_PRIVATE_IP": "127.0.0.1"}
+    scrape = yaml.safe_load(local[PROMETHEUS_CONFIG_PATH].read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:8404"]
+    # HAProxy's config from the same user-data takes it, and refuses to start without it.
+    cfg = _file(text, c.HAPROXY_CFG)[0].decode()
+    assert f'bind "${{{plan["name"]}}}:8404"' in cfg
+    (tmp / "server-state").write_text("1\n")
+    local_cfg = tmp / "haproxy.cfg"
+    local_cfg.write_text(
+        _localize(
+            cfg,
+            {
+                c.HAPROXY_SITE_PEM: pki.combined("www.foobar.com"),
+                c.HAPROXY_CA: pki.ca,
+                "/run/haproxy/admin.sock": tmp / "admin.sock",
+                c.HAPROXY_SERVER_STATE: tmp / "server-state",
+            },
+        )
+    )
+    base = {k: v for k, v in os.environ.items() if k != plan["name"]}
+    for extra, ok in ((env, True), ({}, False)):
+        result = subprocess.run(
+            ["haproxy", "-c", "-q", "-f", str(local_cfg)],
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode == 0) is ok, result.stdout + result.stderr
+
+
+def test_discovery_agent_runs_on_the_lb(rendered: dict[tuple[str, str], str], tmp: Path) -> None:
+    """foobar-discovery.service: the node package from S3, this stack's groups, HAProxy's admin socket
+    and the server-state file haproxy.cfg loads; restarted for ever, started after HAProxy."""
+    for stack in STACKS:
+        text = rendered[stack, "lb"]
+        files = written_files(text)
+        unit = files["/etc/systemd/system/foobar-discovery.service"][0].decode()
+        (command,) = re.findall(r"^ExecStart=(.+)$", unit, re.M)
+        argv = shlex.split(command)
+        assert argv[:3] == ["/usr/bin/python3", "-m", "node.discovery"]
+        args = dict(zip(argv[3::2], argv[4::2], strict=True))
+        cfg = _file(text, c.HAPROXY_CFG)[0].decode()
+        assert f"stats socket {args['--socket']} " in cfg and f"server-state-file {args['--state-file']}\n" in cfg
+        assert args["--state-file"] == c.HAPROXY_SERVER_STATE == "/var/lib/haproxy/server-state"
+        assert (args["--source"], args["--stack"], args["--region"]) == ("asg", stack, "eu-west-1")
+        assert args["--cache"] == "/var/lib/foobar/discovery.json" and args["--interval"] == "5"
+        assert [a for a in argv if "=" in a and not a.startswith("-")] == ["web=web", "app=app"]
+        for line in ("Restart=always", "StartLimitIntervalSec=0", "StateDirectory=foobar", "ProtectSystem=strict"):
+            assert line in unit.splitlines(), line
+        assert (
+            "After=network-online.target haproxy.service" in unit
+            and "Wants=network-online.target haproxy.service" in unit
+        )
+        assert "Environment=PYTHONPATH=/opt/foobar PYTHONDONTWRITEBYTECODE=1" in unit
+        assert "ReadWritePaths=-/run/haproxy -/var/lib/haproxy" in unit
+        fetch = json.loads(files["/etc/foobar/node-archive.json"][0])
+        assert fetch == {
+            "region": "eu-west-1",
+            "archive_url": f"s3://foobar-{stack}-artifacts/lb/{NODE_SHA256}.tar.gz",
+            "sha256": NODE_SHA256,
+            "dest": "/opt/foobar",
+            "top": "node",
+        }
+        runcmd = _runcmd(text)
+        assert runcmd.index(f"{BOOT} fetch-app /etc/foobar/node-archive.json") < runcmd.index(
+            "systemctl restart haproxy"
+        )
+        assert "systemctl enable foobar-discovery.service" in runcmd
+        assert not [p for p in files if p.startswith("/opt/foobar/node/")], "no code inline"
+    # systemd itself reads the unit: no unknown key, no bad value.
+    (tmp / "foobar-discovery.service").write_bytes(
+        written_files(rendered["prod", "lb"])["/etc/systemd/system/foobar-discovery.service"][0]
+    )
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(tmp / "foobar-discovery.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problems = [line for line in verify.stderr.splitlines() if "foobar-discovery.service" in line]
+    assert verify.returncode == 0 and not problems, verify.stderr
+
+
+def test_lb_without_the_node_archive_is_refused_with_a_hint() -> None:
+    """The discovery agent doesn't fit in the load balancer's 16 KB: without its S3 archive, no user-data."""
+    with pytest.raises(ValueError, match=r"over EC2's 16384 \(set RoleValues\.node_archive_url"):
+        cloud_config(STACKS["prod"]["lb"])
+    with pytest.raises(ValueError, match=r"RoleValues\.node_archive_sha256"):
+        cloud_config(dataclasses.replace(aws_lb(STACKS["prod"]["lb"]), node_archive_sha256="nope"))
+    with pytest.raises(ValueError, match=r"RoleValues\.node_archive_url: only the 'lb' role"):
+        fields = {f.name: getattr(STACKS["dev"]["web"], f.name) for f in dataclasses.fields(RoleValues)}
+        cloud_config(AwsValues(**{**fields, "node_archive_url": "s3://b/k", "node_archive_sha256": "a" * 64}))
+
+
+@pytest.mark.parametrize("role", ["web", "app"])
+def test_web_and_app_complete_their_launch_hook(rendered: dict[tuple[str, str], str], role: str) -> None:
+    """The hook the group waits on, the name HAProxy checks the server under, and a deadline that
+    leaves time to abandon before the hook times out by itself."""
+    from components.groups import LAUNCH_HOOK, LAUNCH_TIMEOUT_SECONDS
+
+    text = rendered["prod", role]
+    plan = json.loads(_file(text, "/etc/foobar/launch-hook.json")[0])
+    haproxy = c.HaproxyConfig.for_aws(STACKS["prod"]["lb"])
+    assert plan["hook"] == LAUNCH_HOOK == r.LAUNCH_HOOK
+    assert plan["name"] == (haproxy.web_name if role == "web" else haproxy.app_name) == f"{role}.foobar.internal"
+    assert 60 <= plan["deadline_s"] <= LAUNCH_TIMEOUT_SECONDS - 240
+    assert plan["region"] == "eu-west-1" and plan["ca_file"] == r.INTERNAL_CA
+    tls = json.loads(_file(text, "/etc/foobar/tls.json")[0])
+    assert {"path": r.INTERNAL_CA, "parts": ["ca-cert"], "mode": 0o644} in tls["files"], "the CA it checks against"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from node.discovery import Runtime
 from tests.configs.checks import Pki, check_haproxy, check_nginx
 from userdata import configs as c
 from userdata.site import SITE_DIR, build_site
@@ -100,8 +101,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[dict[s
             procs.append(subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d), "-g", "daemon off;"]))
             confs[role] = conf
         haproxy = c.HaproxyConfig(
-            web_servers=c.servers("web", [WEB], BACKEND_PORT),
-            app_servers=c.servers("app", [APP], BACKEND_PORT),
             stats_address=LB,
             cert_file=str(pki.combined("www.foobar.com")),
             ca_file=str(pki.ca),
@@ -114,13 +113,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[dict[s
             user="",
             group="",
             stats_socket=str(run / "haproxy.sock"),
+            server_state_file=str(run / "server-state"),
         )
+        (run / "server-state").write_text("1\n")
         cfg = run / "haproxy.cfg"
         cfg.write_text(c.render_haproxy_cfg(haproxy))
         check_haproxy(cfg)
         procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL))
         for host, port in ((WEB, BACKEND_PORT), (APP, BACKEND_PORT), (LB, HTTPS_PORT), (LB, STATS_PORT)):
             _wait_port(host, port)
+        _fill_slots(run / "haproxy.sock", web=WEB, app=APP)
         _wait_backends_up()
         yield {"run": run, "ca": pki.ca, **confs}
     finally:
@@ -143,6 +145,16 @@ def _get(host: str, port: int, path: str, *, tls: ssl.SSLContext | None = None, 
     response = conn.getresponse()
     response.read()
     return response
+
+
+def _fill_slots(sock: Path, **tiers: str) -> None:
+    """What the discovery agent does: one server per backend, set through the admin socket."""
+    for tier, address in tiers.items():
+        commands = [
+            f"set server {tier}/{tier}1 addr {address} port {BACKEND_PORT}",
+            f"set server {tier}/{tier}1 state ready",
+        ]
+        assert Runtime(sock).apply(commands) == []
 
 
 def _wait_backends_up() -> None:
@@ -234,8 +246,6 @@ def test_status_listeners_are_local(stack: dict[str, Path]) -> None:
 def test_haproxy_refuses_backend_with_wrong_certificate(stack: dict[str, Path], pki: Pki, tmp_path: Path) -> None:
     """verify required + verifyhost: a backend presenting another role's certificate is marked down."""
     wrong = c.HaproxyConfig(
-        web_servers=c.servers("web", [APP], BACKEND_PORT),  # the app's certificate says app.foobar.internal
-        app_servers=c.servers("app", [APP], BACKEND_PORT),
         stats_address="127.77.10.2",
         cert_file=str(pki.combined("www.foobar.com")),
         ca_file=str(pki.ca),
@@ -247,13 +257,15 @@ def test_haproxy_refuses_backend_with_wrong_certificate(stack: dict[str, Path], 
         chroot="",
         user="",
         group="",
-        stats_socket="",
+        stats_socket=str(tmp_path / "haproxy.sock"),
+        server_state_file=str(tmp_path / "server-state"),
     )
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(c.render_haproxy_cfg(wrong).replace("inter 5s", "inter 200ms"))
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL)
     try:
         _wait_port("127.77.10.2", HTTPS_PORT)
+        _fill_slots(tmp_path / "haproxy.sock", web=APP, app=APP)  # the app's certificate says app.foobar.internal
         end = time.monotonic() + 10
         status = 0
         while time.monotonic() < end:

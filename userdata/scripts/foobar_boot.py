@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Boot-time jobs of the foobar servers: install packages, fetch TLS material (and the exported ACM
-certificate), write app.env, unpack the app or site archive.
+certificate), write app.env, unpack the app or site archive, learn the private address (load
+balancer), and complete the launch lifecycle hook once the server answers its own /healthz (web, app).
 
 Shipped in the user-data as the executable /usr/local/sbin/foobar-boot (``foobar-boot JOB
 PLAN.json``), with only the jobs its role runs (see ``job``). Standard library plus boto3 (and
@@ -18,10 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import json
 import os
 import secrets
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -49,6 +53,8 @@ APT = (
 """apt-get as cloud-init calls it, plus retries per download and a wait for a lock held by apt-daily."""
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}
 APT_CALL_S = 900  # only against a hung apt: killing dpkg at a deadline would leave it half-configured
+IMDS = "http://169.254.169.254/latest/"
+"""The instance metadata service (IMDSv2 only: a session token first; hop limit 1 is enough here)."""
 T = TypeVar("T")
 
 
@@ -99,7 +105,8 @@ def retry(
 
     Gives up with :class:`TimeoutError` once ``deadline_s`` has passed, so a timer run or a boot
     step never hangs; ``deadline_s`` <= 0 waits for ever (app-env's wait for the database). Only a
-    :class:`NotReady` message is logged; other errors by type, as their text may quote values.
+    :class:`NotReady` message is logged; other errors by type (and AWS's error code, such as
+    AccessDenied), as their text may quote values.
     """
     end = clock() + deadline_s
     delay, attempt = 2.0, 0
@@ -108,7 +115,9 @@ def retry(
         try:
             result = action()
         except Exception as err:
-            reason = str(err) if isinstance(err, NotReady) else type(err).__name__
+            response = getattr(err, "response", None)  # botocore's: its error code is safe to log
+            code = response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+            reason = str(err) if isinstance(err, NotReady) else f"{type(err).__name__} {code}".strip()
             left = end - clock() if deadline_s > 0 else delay
             if left <= 0:
                 log(f"{what}: attempt {attempt} failed ({reason}); giving up after {deadline_s:.0f}s")
@@ -377,6 +386,118 @@ def fetch_app(config: dict[str, Any], s3: Any, **kw: Any) -> None:
     log(f"unpacked {config['archive_url']} into {dest / config.get('top', 'app')}")
 
 
+def imds(item: str, base: str = IMDS) -> str:
+    """One item of the instance's metadata (``meta-data/<item>``), with an IMDSv2 session token."""
+    put = urllib.request.Request(f"{base}api/token", method="PUT")
+    put.add_header("X-aws-ec2-metadata-token-ttl-seconds", "300")
+    with urllib.request.urlopen(put, timeout=5) as response:  # link-local; these servers set no proxy
+        token = response.read().decode()
+    get = urllib.request.Request(f"{base}meta-data/{item}")
+    get.add_header("X-aws-ec2-metadata-token", token)
+    with urllib.request.urlopen(get, timeout=5) as response:
+        value: str = response.read().decode().strip()
+    return value
+
+
+def private_address(config: dict[str, Any], **kw: Any) -> str:
+    """Write the private IPv4 address into the environment file HAProxy loads, and into the files
+    that name it (the monitoring agent's scrape target); returns it.
+
+    No server has a fixed address, so one user-data serves every load balancer: HAProxy's stats
+    listener binds to ``${NAME}`` from its environment, and the staged copies of the other files
+    hold the same reference, filled in here (from the staged copy, so a second run works too).
+    """
+    name = config["name"]
+
+    def read() -> str:
+        value = imds("local-ipv4", config.get("imds", IMDS))
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise NotReady("IMDS local-ipv4 is not an IPv4 address") from None
+
+    kw.setdefault("deadline_s", float(config.get("deadline_s", DEADLINE_S)))
+    address = retry("private address from IMDS", read, **kw)
+    write_atomic(config["env_file"], f"{name}={address}\n".encode(), PUBLIC_MODE)
+    for f in config.get("files", []):
+        text = Path(f["src"]).read_text().replace("${" + name + "}", address)
+        write_atomic(f["dest"], text.encode(), int(f["mode"]))
+    log(f"private address {address} written")
+    return address
+
+
+def healthz(config: dict[str, Any]) -> None:
+    """``GET /healthz`` on this server as the load balancer checks it: TLS with the role's name as
+    SNI, the certificate verified against the internal CA for that name; :class:`NotReady` unless 200."""
+    name = config["name"]
+    context = ssl.create_default_context(cafile=config["ca_file"])
+    address = ("127.0.0.1", int(config.get("port", 443)))
+    with socket.create_connection(address, 5) as raw, context.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET /healthz HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        status = tls.makefile("rb").readline(200).decode(errors="replace").strip()
+    if status.split(" ")[1:2] != ["200"]:
+        raise NotReady(f"/healthz answered {status[:40]!r}")
+
+
+def launch_hook(
+    config: dict[str, Any],
+    autoscaling: Any,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Complete this instance's launch lifecycle hook: CONTINUE once it answers its own /healthz
+    within ``deadline_s``, else ABANDON (the group replaces it at once) and fail. Returns the result
+    sent, or "" when no launch hook waits (not in a group, or already in service).
+
+    Until then the group keeps the instance out of service (``Pending:Wait``), so the load
+    balancer's discovery never sends it a request before it can answer. A heartbeat first restarts
+    the hook's timeout, which began at launch, so a slow install leaves the check all its time.
+    """
+    timing: dict[str, Any] = {"sleep": sleep, "clock": clock, "deadline_s": float(config.get("call_deadline_s", 120))}
+    instance = retry("instance id from IMDS", lambda: imds("instance-id", config.get("imds", IMDS)), **timing)
+    found = retry(
+        "own Auto Scaling group",
+        lambda: autoscaling.describe_auto_scaling_instances(InstanceIds=[instance])["AutoScalingInstances"],
+        **timing,
+    )
+    state = found[0]["LifecycleState"] if found else "in no Auto Scaling group"
+    if not state.startswith("Pending"):
+        log(f"{instance} is {state}: no launch hook waits")
+        return ""
+    name = config["hook"]
+    hook = {"LifecycleHookName": name, "AutoScalingGroupName": found[0]["AutoScalingGroupName"], "InstanceId": instance}
+    retry(f"{name} heartbeat", lambda: autoscaling.record_lifecycle_action_heartbeat(**hook), **timing)
+    # The app starts only once its database exists (RDS takes 10-30 min on a first deploy, longer
+    # than the hook's timeout): keep the hook alive with heartbeats until the settings are written.
+    wait_for = config.get("wait_for_file")
+    if wait_for:
+        beat, end = float(config.get("heartbeat_s", 300)), clock() + float(config.get("wait_deadline_s", 3600))
+        next_beat = clock() + beat
+        while not os.path.exists(wait_for):
+            if clock() >= end:
+                log(f"{wait_for} not written in {config.get('wait_deadline_s', 3600)}s")
+                break
+            if clock() >= next_beat:
+                retry(f"{name} heartbeat", lambda: autoscaling.record_lifecycle_action_heartbeat(**hook), **timing)
+                next_beat = clock() + beat
+            sleep(5)
+    try:
+        retry("own /healthz", lambda: healthz(config), sleep=sleep, clock=clock, deadline_s=float(config["deadline_s"]))
+        result = "CONTINUE"
+    except TimeoutError:
+        result = "ABANDON"
+    retry(
+        f"{name} {result}",
+        lambda: autoscaling.complete_lifecycle_action(**hook, LifecycleActionResult=result),
+        **timing,
+    )
+    log(f"{name} of {instance}: {result}")
+    if result == "ABANDON":
+        raise TimeoutError(f"no 200 from /healthz in {config['deadline_s']}s: launch abandoned")
+    return result
+
+
 def _client(service: str, region: str) -> Any:
     import boto3
 
@@ -422,6 +543,16 @@ def _app_env_job(config: dict[str, Any]) -> None:
 @job("fetch-app")
 def _fetch_app_job(config: dict[str, Any]) -> None:
     fetch_app(config, _client("s3", config["region"]))
+
+
+@job("private-address")
+def _private_address_job(config: dict[str, Any]) -> None:
+    private_address(config)
+
+
+@job("launch-hook")
+def _launch_hook_job(config: dict[str, Any]) -> None:
+    launch_hook(config, _client("autoscaling", config["region"]))
 
 
 def main(argv: Sequence[str]) -> int:
