@@ -1,5 +1,5 @@
 # The README's two commands: `make up` (the whole site on this machine) and `make test` (everything).
-.PHONY: bootstrap up down status test lint bench
+.PHONY: bootstrap up down status scale roll test lint bench
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -12,6 +12,15 @@ down:
 
 status:
 	@.venv/bin/python -m local status
+
+# make scale TIER=web N=3: start or stop servers so the tier has N (1..20); make roll TIER=app: replace each.
+scale:
+	@test -n "$(TIER)" -a -n "$(N)" || { echo "make scale: set TIER (web or app) and N, e.g. make scale TIER=web N=3" >&2; exit 2; }
+	@.venv/bin/python -m local scale "$(TIER)" "$(N)"
+
+roll:
+	@test -n "$(TIER)" || { echo "make roll: set TIER (web or app), e.g. make roll TIER=app" >&2; exit 2; }
+	@.venv/bin/python -m local roll "$(TIER)"
 
 lint: bootstrap
 	.venv/bin/ruff check .
