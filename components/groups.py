@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.servers import architecture, instance_role
+from components.servers import METADATA_OPTIONS, architecture, instance_role
 
 LAUNCH_HOOK = "foobar-launch"
 """The boot code completes it (CONTINUE) once the server answers its own /healthz."""
@@ -170,12 +170,7 @@ class ServerGroup(pulumi.ComponentResource):
                     delete_on_termination="true",
                 )
             ],
-            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
-                http_endpoint="enabled",
-                http_tokens="required",  # IMDSv2 only
-                http_put_response_hop_limit=1,
-                instance_metadata_tags="disabled",
-            ),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(**METADATA_OPTIONS),
             block_device_mappings=[
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                     device_name=ROOT_DEVICE,

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -19,6 +20,14 @@ import pulumi_aws as aws
 UBUNTU_OWNER = "099720109477"  # Canonical
 UBUNTU_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*"
 _GRAVITON = re.compile(r"^(a1|[a-z]+\d+[a-z]*g[a-z]*)\.")
+
+METADATA_OPTIONS: dict[str, Any] = {
+    "http_endpoint": "enabled",
+    "http_tokens": "required",  # IMDSv2 only
+    "http_put_response_hop_limit": 1,  # a container on the host can't reach it
+    "instance_metadata_tags": "disabled",
+}
+"""Every server's instance metadata options, for an instance and a launch template alike."""
 
 MANAGED_POLICIES = (
     "arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",  # Session Manager instead of SSH
@@ -204,12 +213,7 @@ class Servers(pulumi.ComponentResource):
                 # False with an EIP would also replace it on every later `pulumi up`: the provider
                 # reads an associated EIP back as true (terraform-provider-aws#37318).
                 associate_public_ip_address=args.public,
-                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-                    http_endpoint="enabled",
-                    http_tokens="required",  # IMDSv2 only
-                    http_put_response_hop_limit=1,
-                    instance_metadata_tags="disabled",
-                ),
+                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**METADATA_OPTIONS),
                 root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                     volume_type="gp3", volume_size=args.root_volume_gib, encrypted=True, delete_on_termination=True
                 ),

@@ -20,6 +20,7 @@ import pymysql
 import pytest
 
 from local.site import Layout, LocalSite, alive
+from tests.local.support import running, tls_context
 
 # Addresses of their own, so a site brought up with `make up` can keep running during the tests.
 LAYOUT = Layout(
@@ -33,16 +34,10 @@ LAYOUT = Layout(
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSite]:
-    s = LocalSite(tmp_path_factory.mktemp("site"), LAYOUT)
-    s.up()
-    try:
-        yield s
-    finally:
-        s.down()
+    yield from running(tmp_path_factory.mktemp("site"), LAYOUT)
 
 
-def ctx(site: LocalSite) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(site.dir / "pki" / "ca.pem"))
+ctx = tls_context
 
 
 def get(site: LocalSite, path: str, **kw: object) -> http.client.HTTPResponse:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -17,6 +16,7 @@ import pytest
 
 from local.site import Layout, LocalSite, LocalSiteError, State, alive, main
 from node.discovery import Runtime
+from tests.local.support import running, tls_context
 
 # Addresses of their own: this site runs next to the one of test_local_site.py.
 LAYOUT = Layout(
@@ -33,16 +33,10 @@ LOAD_MAX_S = 60.0
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSite]:
-    s = LocalSite(tmp_path_factory.mktemp("scaling"), LAYOUT)
-    s.up()
-    try:
-        yield s
-    finally:
-        s.down()
+    yield from running(tmp_path_factory.mktemp("scaling"), LAYOUT)
 
 
-def _ctx(site: LocalSite) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(site.dir / "pki" / "ca.pem"))
+_ctx = tls_context
 
 
 class Load(threading.Thread):
