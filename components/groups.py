@@ -2,9 +2,9 @@
 
 The launch template carries all the hardening of a plain server (IMDSv2 with hop limit 1,
 encrypted gp3 root volume, the role's instance profile and firewall, no public address) and the
-role's user-data, which is the same for every member. Its image is resolved at launch from
-Canonical's SSM parameter for the type's architecture, so every new member boots the current
-Ubuntu 24.04 release and a new release doesn't change the template (no diff, no roll).
+role's user-data, which is the same for every member. Its image is the current Ubuntu 24.04 release
+for the type's architecture, looked up at each `pulumi up`: a new release (or t3 -> t4g) is a new
+template version, rolled like any other change.
 
 A new template version starts an instance refresh that launches before it terminates (min healthy
 100 %, max healthy 200 %), skips members that already match and rolls back when new members don't
@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.servers import METADATA_OPTIONS, architecture, instance_role
+from components.servers import METADATA_OPTIONS, instance_role, ubuntu_ami
 
+# The hooks are created with the group (initial_lifecycle_hooks): the provider marks every field of
+# them ForceNew, so changing a name, result or timeout below replaces both groups - a full new fleet.
 LAUNCH_HOOK = "foobar-launch"
 """The boot code completes it (CONTINUE) once the server answers its own /healthz."""
 TERMINATE_HOOK = "foobar-terminate"
@@ -34,7 +36,8 @@ LAUNCH_TIMEOUT_SECONDS = 900
 DRAIN_SECONDS = 90
 """Longer than a request and the backend keep-alive, shorter than an impatient roll."""
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu's AMIs
-UBUNTU_PARAMETER = "/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id"
+
+
 GROUP_METRICS = (
     "GroupMinSize",
     "GroupMaxSize",
@@ -44,11 +47,6 @@ GROUP_METRICS = (
     "GroupTerminatingInstances",
     "GroupTotalInstances",
 )
-
-
-def ubuntu_image(instance_type: str) -> str:
-    """The launch template's image: Canonical's parameter, resolved by EC2 at every launch."""
-    return "resolve:ssm:" + UBUNTU_PARAMETER.format(arch=architecture(instance_type))
 
 
 def group_name_prefix(stack: str, role: str) -> str:
@@ -155,11 +153,17 @@ class ServerGroup(pulumi.ComponentResource):
             opts=child,
         )
         member_tags = {**args.tags, "Name": f"foobar-{args.stack}-{args.role}"}
+        # expires-at moves with every deploy of an ephemeral stack: on the template it would make each
+        # `pulumi up` a new version, i.e. a roll. The group carries it (a tag update, no roll).
+        template_tags = {k: v for k, v in member_tags.items() if k != "expires-at"}
         template = aws.ec2.LaunchTemplate(
             f"{name}-template",
             name_prefix=group_name_prefix(args.stack, args.role),
             description=f"foobar {args.stack}: {args.role} servers",
-            image_id=ubuntu_image(args.instance_type),
+            # Resolved now, not at launch (`resolve:ssm:`): AWS can't roll a refresh back to a template
+            # whose image is a parameter. A new Ubuntu release is then a deliberate roll on the next
+            # `pulumi up` (and shows in the daily drift check), never a silent one.
+            image_id=ubuntu_ami(args.instance_type, pulumi.InvokeOptions(provider=args.provider)),
             instance_type=args.instance_type,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
             network_interfaces=[
@@ -189,7 +193,7 @@ class ServerGroup(pulumi.ComponentResource):
             ),
             update_default_version=True,
             tag_specifications=[
-                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=member_tags)
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=template_tags)
                 for kind in ("instance", "volume")
             ],
             opts=child,

@@ -163,8 +163,9 @@ class Site(pulumi.ComponentResource):
                     tags=default_tags(s, role),
                     cpu_target=s.scaling_cpu_target,
                     # An app server comes into service once the database exists: on a first deploy
-                    # that is RDS's creation time (Multi-AZ, then the replica: up to ~35 min).
-                    capacity_timeout="60m" if role == "app" else "20m",
+                    # that is RDS's creation time (Multi-AZ, then the replica: up to ~35 min), within
+                    # the boot's own wait for it (60 min) plus its health check (10 min).
+                    capacity_timeout="75m" if role == "app" else "20m",
                     extra_statements=with_archive(role),
                     wait_for=[*network.egress[tiers[role]], *logs.groups[role]],
                 ),

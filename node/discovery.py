@@ -300,6 +300,10 @@ def plan(backend: str, members: Sequence[Member], slots: Mapping[str, Slot]) -> 
                 continue
             name = free.pop(0)
             commands.append(f"set server {backend}/{name} addr {member.address} port {member.port}")
+            if not slots[name].in_maintenance:
+                # A reload brought the slot back 'ready' from the state file, without its address:
+                # it would wait `rise` checks before serving. The member is in service already.
+                commands.append(f"set server {backend}/{name} health up")
             slot = Slot(name, member.address, member.port, slots[name].admin)
         if member.state == "ready" and (slot.in_maintenance or slot.draining):
             commands.append(f"set server {backend}/{slot.name} state ready")
@@ -382,7 +386,32 @@ class Agent:
         tmp.write_text(text)
         os.replace(tmp, self.state_file)
 
-    def run(self, interval: float, *, rounds: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def watch(self) -> bool:
+        """Between rounds: has HAProxy (re)started? Then apply the known set at once, without asking
+        the source (a reload starts with every slot empty; a second of that is all it may cost)."""
+        try:
+            if self.runtime.process() == self.process:
+                return False
+        except RuntimeError_:
+            self.process = None
+            return False
+        log.info("HAProxy (re)started: applying the last known set")
+        self.process = self.runtime.process()
+        for tier, backend in self.backends.items():
+            commands = plan(backend, self.known.get(tier, []), self.runtime.slots(backend))
+            for refused in self.runtime.apply(commands):
+                log.error("HAProxy refused %s", refused)
+        return True
+
+    def run(
+        self,
+        interval: float,
+        *,
+        rounds: int | None = None,
+        watch_every: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """A round (source + HAProxy) every ``interval`` s; in between, HAProxy watched every ``watch_every`` s."""
         done = 0
         while rounds is None or done < rounds:
             try:
@@ -391,8 +420,18 @@ class Agent:
                 log.warning("%s", err)
                 self.process = None
             done += 1
-            if rounds is None or done < rounds:
-                sleep(interval)
+            if rounds is not None and done >= rounds:
+                break
+            waited = 0.0
+            while waited < interval:
+                step = min(watch_every, interval - waited)
+                sleep(step)
+                waited += step
+                if waited < interval:
+                    try:
+                        self.watch()
+                    except RuntimeError_ as err:
+                        log.warning("%s", err)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -846,7 +846,7 @@ def test_app_launch_hook_waits_for_the_database_with_heartbeats(pki: Pki, tmp_pa
     with (
         FakeImds({"instance-id": INSTANCE}) as imds,
         Healthz(pki, "app.foobar.internal", [200]) as server,
-        _autoscaling("Pending:Wait", "CONTINUE", heartbeats=4) as autoscaling,  # at 0, 300, 600, 900 s
+        _autoscaling("Pending:Wait", "CONTINUE", heartbeats=5) as autoscaling,  # 0, 300, 600, 900 s, then 1000 s
     ):
         plan = {**_launch_plan(pki, server, imds), "name": "app.foobar.internal"}
         plan.update(wait_for_file=str(env), wait_deadline_s=3600, heartbeat_s=300)

@@ -12,7 +12,6 @@ from components.groups import (
     LAUNCH_HOOK,
     TERMINATE_HOOK,
     ServerGroupArgs,
-    ubuntu_image,
 )
 from tests.unit.harness import Registration, Run, run
 from tests.unit.test_servers import policies_of
@@ -55,13 +54,24 @@ def test_launch_template_carries_the_hardening(stack_run: Run, tier: str) -> Non
 
 
 def test_image_is_the_current_ubuntu_release_for_the_architecture() -> None:
-    """Resolved by EC2 at launch: a new release changes no template, and t3 -> t4g gets arm64."""
-    assert ubuntu_image("t3.micro").endswith("/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id")
-    assert ubuntu_image("m7g.large").endswith("/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id")
+    """Looked up at deploy time (a plain AMI id: rollback needs one), t3 -> t4g gets arm64."""
     r = run("dev", appInstanceType="t4g.small")
-    assert template(r, "app").inputs["imageId"] == "resolve:ssm:" + (
-        "/aws/service/canonical/ubuntu/server/24.04/stable/current/arm64/hvm/ebs-gp3/ami-id"
-    )
+    assert template(r, "app").inputs["imageId"] == "ami-ubuntu-arm64"
+    assert template(r, "web").inputs["imageId"] == "ami-ubuntu-amd64"
+    looked_up = [a["filters"][0]["values"][0] for t, a in r.mocks.invokes if t == "aws:ec2/getAmi:getAmi"]
+    assert any("noble-24.04-arm64" in p for p in looked_up) and any("noble-24.04-amd64" in p for p in looked_up)
+
+
+def test_an_ephemeral_stacks_expiry_never_rolls_a_tier(runs: dict[str, Run]) -> None:
+    """expires-at changes with every deploy of a per-PR stack: it stays off the template."""
+    r = runs["pr-7"]
+    for tier in TIERS:
+        for spec in template(r, tier).inputs["tagSpecifications"]:
+            assert "expires-at" not in spec["tags"]
+        assert "expires-at" in {t["key"] for t in group(r, tier).inputs["tags"]}
+    again = run("pr-7", base="dev", ephemeral=True, expiresAt="2026-12-02T18:00:00Z")
+    for tier in TIERS:
+        assert template(again, tier).inputs == template(r, tier).inputs
 
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -126,7 +136,7 @@ def test_group_and_members_carry_the_stack_tags(stack_run: Run, tier: str) -> No
     assert tags["stack"] == s.stack and tags["role"] == tier and tags["project"] == "foobar"
     assert ("expires-at" in tags) is s.ephemeral
     for spec in template(stack_run, tier).inputs["tagSpecifications"]:
-        assert spec["tags"]["stack"] == s.stack and spec["tags"]["role"] == tier
+        assert spec["tags"]["stack"] == s.stack and spec["tags"]["role"] == tier and "expires-at" not in spec["tags"]
 
 
 @pytest.mark.parametrize("tier", TIERS)

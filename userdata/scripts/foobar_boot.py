@@ -482,6 +482,8 @@ def launch_hook(
                 retry(f"{name} heartbeat", lambda: autoscaling.record_lifecycle_action_heartbeat(**hook), **timing)
                 next_beat = clock() + beat
             sleep(5)
+        # The check below may take its whole deadline: start it with the hook's full timeout ahead.
+        retry(f"{name} heartbeat", lambda: autoscaling.record_lifecycle_action_heartbeat(**hook), **timing)
     try:
         retry("own /healthz", lambda: healthz(config), sleep=sleep, clock=clock, deadline_s=float(config["deadline_s"]))
         result = "CONTINUE"
