@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.servers import METADATA_OPTIONS, instance_role, ubuntu_ami
+from components.servers import METADATA_OPTIONS, RoleAccess, instance_role, ubuntu_ami
+from node.discovery import MAX_MEMBERS
 
 # The hooks are created with the group (initial_lifecycle_hooks): the provider marks every field of
 # them ForceNew, so changing a name, result or timeout below replaces both groups - a full new fleet.
@@ -88,7 +89,7 @@ def discovery_statement() -> dict[str, object]:
 
 @dataclass
 class ServerGroupArgs:
-    role: str
+    access: RoleAccess
     stack: str
     desired: int
     """The size the group is created with; the scaling policy owns it afterwards."""
@@ -100,10 +101,6 @@ class ServerGroupArgs:
     security_group_id: pulumi.Input[str]
     user_data: pulumi.Input[str]
     """The role's cloud-config, the same for every member."""
-    param_path: str
-    partition: str
-    region: str
-    account: str
     root_volume_gib: int
     provider: pulumi.ProviderResource
     tags: Mapping[str, str]
@@ -117,9 +114,9 @@ class ServerGroupArgs:
 
     def validate(self) -> None:
         """Bad input stops here with a message naming the argument."""
-        if not 1 <= self.min_size <= self.desired <= self.max_size <= 20:
+        if not 1 <= self.min_size <= self.desired <= self.max_size <= MAX_MEMBERS:
             raise ValueError(
-                f"need 1 <= min_size <= desired <= max_size <= 20; got min_size={self.min_size},"
+                f"need 1 <= min_size <= desired <= max_size <= {MAX_MEMBERS}; got min_size={self.min_size},"
                 f" desired={self.desired}, max_size={self.max_size}"
             )
         if not self.subnet_ids:
@@ -139,27 +136,20 @@ class ServerGroup(pulumi.ComponentResource):
         super().__init__("foobar:groups:ServerGroup", name, None, opts)
         args.validate()
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        a = args.access
         hooks = hook_statements(
-            partition=args.partition, region=args.region, account=args.account, stack=args.stack, role=args.role
+            partition=a.partition, region=a.region, account=a.account, stack=args.stack, role=a.role
         )
-        role, profile = instance_role(
-            name,
-            role=args.role,
-            partition=args.partition,
-            region=args.region,
-            account=args.account,
-            param_path=args.param_path,
-            extra_statements=pulumi.Output.from_input(args.extra_statements).apply(lambda extra: [*extra, *hooks]),
-            opts=child,
-        )
-        member_tags = {**args.tags, "Name": f"foobar-{args.stack}-{args.role}"}
+        extra = pulumi.Output.from_input(args.extra_statements).apply(lambda statements: [*statements, *hooks])
+        role, profile = instance_role(name, a, extra, child)
+        member_tags = {**args.tags, "Name": f"foobar-{args.stack}-{a.role}"}
         # expires-at moves with every deploy of an ephemeral stack: on the template it would make each
         # `pulumi up` a new version, i.e. a roll. The group carries it (a tag update, no roll).
         template_tags = {k: v for k, v in member_tags.items() if k != "expires-at"}
         template = aws.ec2.LaunchTemplate(
             f"{name}-template",
-            name_prefix=group_name_prefix(args.stack, args.role),
-            description=f"foobar {args.stack}: {args.role} servers",
+            name_prefix=group_name_prefix(args.stack, a.role),
+            description=f"foobar {args.stack}: {a.role} servers",
             # Resolved now, not at launch (`resolve:ssm:`): AWS can't roll a refresh back to a template
             # whose image is a parameter. A new Ubuntu release is then a deliberate roll on the next
             # `pulumi up` (and shows in the daily drift check), never a silent one.
@@ -200,7 +190,7 @@ class ServerGroup(pulumi.ComponentResource):
         )
         group = aws.autoscaling.Group(
             f"{name}-group",
-            name_prefix=group_name_prefix(args.stack, args.role),
+            name_prefix=group_name_prefix(args.stack, a.role),
             min_size=args.min_size,
             max_size=args.max_size,
             desired_capacity=args.desired,

@@ -107,21 +107,27 @@ def role_policy(
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+@dataclass(frozen=True)
+class RoleAccess:
+    """A server role as IAM sees it: its name, its own SSM path, and the account it runs in."""
+
+    role: str
+    param_path: str
+    partition: str
+    region: str
+    account: str
+
+
 def instance_role(
     name: str,
-    *,
-    role: str,
-    partition: str,
-    region: str,
-    account: str,
-    param_path: str,
+    access: RoleAccess,
     extra_statements: pulumi.Input[list[dict[str, object]]],
     opts: pulumi.ResourceOptions,
 ) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
     """A role's IAM role and instance profile: SSM core, its own parameters, and its extras only."""
     iam_role = aws.iam.Role(
         f"{name}-role",
-        description=f"foobar {role} servers",
+        description=f"foobar {access.role} servers",
         assume_role_policy=json.dumps(
             {
                 "Version": "2012-10-17",
@@ -134,14 +140,18 @@ def instance_role(
     )
     for i, arn in enumerate(MANAGED_POLICIES):
         aws.iam.RolePolicyAttachment(
-            f"{name}-managed-{i}", role=iam_role.name, policy_arn=arn.format(partition=partition), opts=opts
+            f"{name}-managed-{i}", role=iam_role.name, policy_arn=arn.format(partition=access.partition), opts=opts
         )
     aws.iam.RolePolicy(
         f"{name}-policy",
         role=iam_role.name,
         policy=pulumi.Output.from_input(extra_statements).apply(
             lambda extra: role_policy(
-                partition=partition, region=region, account=account, param_path=param_path, extra=extra
+                partition=access.partition,
+                region=access.region,
+                account=access.account,
+                param_path=access.param_path,
+                extra=extra,
             )
         ),
         opts=opts,
@@ -152,7 +162,7 @@ def instance_role(
 
 @dataclass
 class ServersArgs:
-    role: str
+    access: RoleAccess
     count: int
     instance_type: str
     subnet_ids: Sequence[pulumi.Input[str]]
@@ -160,10 +170,6 @@ class ServersArgs:
     security_group_id: pulumi.Input[str]
     user_data: Callable[[int], pulumi.Input[str]]
     """User-data of server i."""
-    param_path: str
-    partition: str
-    region: str
-    account: str
     root_volume_gib: int
     provider: pulumi.ProviderResource
     extra_statements: pulumi.Input[list[dict[str, object]]] = field(default_factory=list)
@@ -187,16 +193,7 @@ class Servers(pulumi.ComponentResource):
         super().__init__("foobar:servers:Servers", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
-        role, profile = instance_role(
-            name,
-            role=args.role,
-            partition=args.partition,
-            region=args.region,
-            account=args.account,
-            param_path=args.param_path,
-            extra_statements=args.extra_statements,
-            opts=child,
-        )
+        role, profile = instance_role(name, args.access, args.extra_statements, child)
 
         ami = ubuntu_ami(args.instance_type, pulumi.InvokeOptions(provider=args.provider))
         self.instance_ids, self.private_ips, self.public_ips = [], [], []
@@ -221,7 +218,7 @@ class Servers(pulumi.ComponentResource):
                 monitoring=True,
                 user_data=args.user_data(i),
                 user_data_replace_on_change=True,
-                tags={"Name": f"foobar-{args.role}-{i}"},
+                tags={"Name": f"foobar-{args.access.role}-{i}"},
                 # A new AMI release must not replace running servers on the next `pulumi up`.
                 opts=pulumi.ResourceOptions(
                     parent=self, provider=args.provider, ignore_changes=["ami"], depends_on=list(args.wait_for)
@@ -234,7 +231,7 @@ class Servers(pulumi.ComponentResource):
                     f"{name}-{i}-eip",
                     domain="vpc",
                     instance=instance.id,
-                    tags={"Name": f"foobar-{args.role}-{i}"},
+                    tags={"Name": f"foobar-{args.access.role}-{i}"},
                     opts=child,
                 )
                 self.public_ips.append(eip.public_ip)

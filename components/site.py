@@ -23,7 +23,7 @@ from components.monitoring import (
     sumo_token_statement,
 )
 from components.network import Network, NetworkArgs
-from components.servers import Servers, ServersArgs
+from components.servers import RoleAccess, Servers, ServersArgs
 from components.settings import PROJECT, Settings
 from userdata import RoleValues, cloud_config
 
@@ -137,6 +137,11 @@ class Site(pulumi.ComponentResource):
                 )
             )
 
+        def access(role: str) -> RoleAccess:
+            return RoleAccess(
+                role=role, param_path=param_path(s.stack, role), partition=partition, region=region, account=account
+            )
+
         def with_archive(role: str) -> pulumi.Output[list[dict[str, object]]]:
             return artifacts.read_statement(role).apply(lambda st: [st, *agent(role)])
 
@@ -145,7 +150,7 @@ class Site(pulumi.ComponentResource):
             ServerGroup(
                 f"{name}-{role}",
                 ServerGroupArgs(
-                    role=role,
+                    access=access(role),
                     stack=s.stack,
                     min_size=sizes[role][0],
                     desired=sizes[role][1],
@@ -154,10 +159,6 @@ class Site(pulumi.ComponentResource):
                     subnet_ids=network.subnet_ids[tiers[role]],
                     security_group_id=firewalls.group_ids[role],  # type: ignore[index]
                     user_data=fetching(role),
-                    param_path=param_path(s.stack, role),
-                    partition=partition,
-                    region=region,
-                    account=account,
                     root_volume_gib=s.root_volume_gib,
                     provider=providers[role],
                     tags=default_tags(s, role),
@@ -175,22 +176,21 @@ class Site(pulumi.ComponentResource):
         )
 
         acm_arn = certs.acm_certificate_arn
-        lb_extra: pulumi.Input[list[dict[str, object]]] = with_archive("lb").apply(
-            lambda st: [discovery_statement(), *st]
+
+        def lb_statements(arn: str, own: list[dict[str, object]]) -> list[dict[str, object]]:
+            """Discovery, its archive and agent; with ACM, the export of its one certificate."""
+            export: dict[str, object] = {
+                "Sid": "ExportOwnCertificate",
+                "Effect": "Allow",
+                "Action": "acm:ExportCertificate",
+                "Resource": arn,
+            }
+            statements: list[dict[str, object]] = [discovery_statement(), *own]
+            return [export, *statements] if arn else statements
+
+        lb_extra = pulumi.Output.all(acm_arn if acm_arn is not None else "", with_archive("lb")).apply(
+            lambda v: lb_statements(v[0], v[1])
         )
-        if acm_arn is not None:
-            lb_extra = pulumi.Output.all(acm_arn, with_archive("lb")).apply(
-                lambda v: [
-                    {
-                        "Sid": "ExportOwnCertificate",
-                        "Effect": "Allow",
-                        "Action": "acm:ExportCertificate",
-                        "Resource": v[0],
-                    },
-                    discovery_statement(),
-                    *v[1],
-                ]
-            )
 
         # The discovery agent (node/) is too big for the load balancer's user-data: it comes from S3.
         node = artifacts.archives["lb"]
@@ -205,16 +205,12 @@ class Site(pulumi.ComponentResource):
         lb = Servers(
             f"{name}-lb",
             ServersArgs(
-                role="lb",
+                access=access("lb"),
                 count=1,
                 instance_type=instance_types["lb"],
                 subnet_ids=network.subnet_ids["public"],
                 security_group_id=firewalls.group_ids["lb"],
                 user_data=lb_user_data,
-                param_path=param_path(s.stack, "lb"),
-                partition=partition,
-                region=region,
-                account=account,
                 root_volume_gib=s.root_volume_gib,
                 provider=providers["lb"],
                 extra_statements=lb_extra,

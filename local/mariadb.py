@@ -120,10 +120,13 @@ class CertificateAuthority:
         ip_addresses: Iterable[str] = (),
         dns_names: Iterable[str] = (),
         days: int = 30,
+        within_ca: bool = True,
     ) -> TlsFiles:
         """A server certificate (ECDSA P-256) signed by this CA, with the given SANs, in ``directory``.
 
         Clients check the SAN against the address they dial, so pass every IP/name they will use.
+        ``within_ca`` ends it no later than the CA; False issues it as pulumi-tls would, for ``days``
+        whatever the CA's expiry (what ``ops verify`` must catch).
         """
         ips = [ipaddress.ip_address(a) for a in ip_addresses]
         names = list(dns_names)
@@ -151,7 +154,11 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
+            .not_valid_after(
+                min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
+                if within_ca
+                else now + dt.timedelta(days=days)
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(

@@ -367,6 +367,10 @@ class Agent:
             if self.process is not None:
                 log.info("HAProxy restarted (%s -> %s): applying the whole set again", self.process, process)
             self.process = process
+        return self._apply()
+
+    def _apply(self) -> list[str]:
+        """Make every backend serve the known members; returns the commands applied."""
         applied: list[str] = []
         for tier, backend in self.backends.items():
             commands = plan(backend, self.known.get(tier, []), self.runtime.slots(backend))
@@ -397,10 +401,7 @@ class Agent:
             return False
         log.info("HAProxy (re)started: applying the last known set")
         self.process = self.runtime.process()
-        for tier, backend in self.backends.items():
-            commands = plan(backend, self.known.get(tier, []), self.runtime.slots(backend))
-            for refused in self.runtime.apply(commands):
-                log.error("HAProxy refused %s", refused)
+        self._apply()
         return True
 
     def run(

@@ -325,9 +325,8 @@ def _archive(top: str, files: dict[str, bytes]) -> bytes:
 
 
 def _archive_of(values: RoleValues, kind: str) -> tuple[str, str]:
-    """``RoleValues.<kind>_archive_url`` and ``_sha256``, or empty: a kind RoleValues doesn't carry
-    (yet) is an archive not given."""
-    return getattr(values, f"{kind}_archive_url", ""), getattr(values, f"{kind}_archive_sha256", "")
+    """``RoleValues.<kind>_archive_url`` and ``<kind>_archive_sha256`` (kind: app, site, node)."""
+    return getattr(values, f"{kind}_archive_url"), getattr(values, f"{kind}_archive_sha256")
 
 
 def _fetch_archive(values: RoleValues, kind: str, target: str, files: list[dict[str, Any]]) -> list[str]:

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,39 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
 
+from local.mariadb import CertificateAuthority
 from tests.configs.checks import Pki, make_pki
 from userdata.render import APP_DIR, BOOT_MODULE, NODE_DIR, app_archive, node_archive, shipped_module
 from userdata.scripts import foobar_boot as boot
 
 
-def _certificate() -> tuple[str, ec.EllipticCurvePrivateKey]:
-    import datetime
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "www.foobar.com")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key
-
-
 def _pair() -> tuple[str, str]:
     """A certificate and its unencrypted key, as Pulumi stores them in tls-cert and tls-key."""
-    cert, key = _certificate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return cert, pem.decode()
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = CertificateAuthority.create(Path(tmp), days=2)
+        files = ca.issue_server_cert(Path(tmp), "www.foobar.com", dns_names=["www.foobar.com"], days=1)
+        return files.cert.read_text(), files.key.read_text()
 
 
 CERT, KEY = _pair()
@@ -140,7 +122,8 @@ class FakeAcm:
     """Returns the key encrypted with the caller's passphrase, as ACM's ExportCertificate does."""
 
     def __init__(self, issued: bool = True) -> None:
-        self.cert, self.key = _certificate()
+        self.cert, key = _pair()
+        self.key = serialization.load_pem_private_key(key.encode(), password=None)
         self.issued = issued
         self.passphrases: list[bytes] = []
 

@@ -35,29 +35,18 @@ CASES = [(stack, role) for stack in STACKS for role in ("lb", "web", "app")]
 NODE_SHA256 = hashlib.sha256(r.node_archive()).hexdigest()
 
 
-@dataclasses.dataclass(frozen=True)
-class AwsValues(RoleValues):
-    """Until RoleValues carries them: where the load balancer fetches the discovery agent."""
-
-    node_archive_url: str = ""
-    node_archive_sha256: str = ""
-
-
 def aws(values: RoleValues) -> RoleValues:
     """The values as components/site.py gives them on AWS: no server has a fixed private address,
     and the load balancer's discovery agent comes from S3 (it doesn't fit in its user-data)."""
     return aws_lb(values) if values.role == "lb" else values
 
 
-def aws_lb(values: RoleValues) -> AwsValues:
-    fields = {f.name: getattr(values, f.name) for f in dataclasses.fields(values)}
-    return AwsValues(
-        **{
-            **fields,
-            "private_address": "",
-            "node_archive_url": f"s3://foobar-{values.stack}-artifacts/lb/{NODE_SHA256}.tar.gz",
-            "node_archive_sha256": NODE_SHA256,
-        }
+def aws_lb(values: RoleValues) -> RoleValues:
+    return dataclasses.replace(
+        values,
+        private_address="",
+        node_archive_url=f"s3://foobar-{values.stack}-artifacts/lb/{NODE_SHA256}.tar.gz",
+        node_archive_sha256=NODE_SHA256,
     )
 
 
@@ -647,8 +636,9 @@ def test_lb_without_the_node_archive_is_refused_with_a_hint() -> None:
     with pytest.raises(ValueError, match=r"RoleValues\.node_archive_sha256"):
         cloud_config(dataclasses.replace(aws_lb(STACKS["prod"]["lb"]), node_archive_sha256="nope"))
     with pytest.raises(ValueError, match=r"RoleValues\.node_archive_url: only the 'lb' role"):
-        fields = {f.name: getattr(STACKS["dev"]["web"], f.name) for f in dataclasses.fields(RoleValues)}
-        cloud_config(AwsValues(**{**fields, "node_archive_url": "s3://b/k", "node_archive_sha256": "a" * 64}))
+        cloud_config(
+            dataclasses.replace(STACKS["dev"]["web"], node_archive_url="s3://b/k", node_archive_sha256="a" * 64)
+        )
 
 
 @pytest.mark.parametrize("role", ["web", "app"])

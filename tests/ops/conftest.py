@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
 from components.certificates import CA_PARAMETER, CERT_PARAMETER, KEY_PARAMETER, LEAF_ROLES, param_path
 from components.firewalls import GROUPS, RULES
+from local.mariadb import CertificateAuthority
 
 REGION = "eu-west-1"
 
@@ -44,74 +43,35 @@ def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 
 def self_signed(domain: str, days: int) -> tuple[bytes, bytes]:
     """A certificate and key for ACM import; ``days`` from now until it expires."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), pem_key
+    with tempfile.TemporaryDirectory() as tmp:
+        ca = CertificateAuthority.create(Path(tmp), common_name=f"{domain} issuer", days=days + 1)
+        files = ca.issue_server_cert(Path(tmp), domain, dns_names=[domain], days=days)
+        return files.cert.read_bytes(), files.key.read_bytes()
 
 
 @dataclass
 class InternalCA:
-    """A stand-in for the stack's pulumi-tls CA: it signs leaves like LocallySignedCert does."""
+    """A stand-in for the stack's pulumi-tls CA (the local site's CA, ECDSA P-256): it signs leaves
+    like LocallySignedCert does."""
 
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
+    authority: CertificateAuthority
 
     @classmethod
     def create(cls, stack: str, days: int) -> InternalCA:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"foobar {stack} internal CA")])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, cert)
+        home = Path(tempfile.mkdtemp(prefix="foobar-ca-"))
+        return cls(CertificateAuthority.create(home, common_name=f"foobar {stack} internal CA", days=days))
 
     @property
     def pem(self) -> str:
-        return self.cert.public_bytes(serialization.Encoding.PEM).decode()
+        return Path(self.authority.cert).read_text()
 
     def leaf(self, dns_name: str, days: int) -> tuple[str, str]:
-        """A leaf certificate and its key (PEM), ``days`` from now until it expires."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
-        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+        """A leaf certificate and its key (PEM), ``days`` from now until it expires, even past the CA."""
+        with tempfile.TemporaryDirectory() as tmp:
+            files = self.authority.issue_server_cert(
+                Path(tmp), dns_name, dns_names=[dns_name], days=days, within_ca=False
+            )
+            return files.cert.read_text(), files.key.read_text()
 
 
 @dataclass

@@ -1341,6 +1341,8 @@ def _alarm_dimensions(r: Registration, g: Graph) -> str | None:
 # --------------------------------------------------------------------------------------------------
 # CloudWatch logs and dashboards
 
+# What CloudWatch accepts, written down from its documentation on purpose: the settings' own
+# LOG_RETENTION_DAYS is what this row checks, so it can't be where the row learns the answer.
 RETENTION_DAYS = {
     0,
     1,

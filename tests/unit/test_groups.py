@@ -13,6 +13,7 @@ from components.groups import (
     TERMINATE_HOOK,
     ServerGroupArgs,
 )
+from components.servers import RoleAccess
 from tests.unit.harness import Registration, Run, run
 from tests.unit.test_servers import policies_of
 
@@ -179,7 +180,7 @@ def test_desired_size_is_left_to_the_scaling_policy(stack_run: Run) -> None:
 )
 def test_bad_group_arguments_are_named(changes: dict[str, Any], match: str) -> None:
     args = ServerGroupArgs(
-        role="web",
+        access=RoleAccess("web", "/foobar/dev/web", "aws", "eu-west-1", "123456789012"),
         stack="dev",
         desired=2,
         min_size=1,
@@ -188,10 +189,6 @@ def test_bad_group_arguments_are_named(changes: dict[str, Any], match: str) -> N
         subnet_ids=["subnet-1"],
         security_group_id="sg-1",
         user_data="#cloud-config\n",
-        param_path="/foobar/dev/web",
-        partition="aws",
-        region="eu-west-1",
-        account="123456789012",
         root_volume_gib=16,
         provider=None,  # type: ignore[arg-type]
         tags={},
