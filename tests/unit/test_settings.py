@@ -149,11 +149,20 @@ def test_every_bad_key_is_listed_in_one_message() -> None:
     assert "foobar:webCount" in str(err.value) and "foobar:natStrategy" in str(err.value)
 
 
-def test_bad_value_stops_the_program_before_any_resource() -> None:
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"vpcCidr": "10.0.0.0/33"}, r"foobar:vpcCidr has value '10.0.0.0/33'"),
+        ({"webMin": 3, "webCount": 2}, r"foobar:webMin has value 3 \(more than webCount 2\)"),
+        ({"dbEngineVersion": "8.4", "dbReplicaEngineVersion": "8.0"}, r"foobar:dbReplicaEngineVersion has value '8.0'"),
+        ({"dbPerformanceInsights": True}, r"foobar:dbPerformanceInsights has value True"),
+    ],
+)
+def test_bad_value_stops_the_program_before_any_resource(overrides: dict[str, object], match: str) -> None:
     import pulumi
 
-    with pytest.raises(pulumi.RunError, match=r"foobar:vpcCidr has value '10.0.0.0/33'") as err:
-        run("dev", vpcCidr="10.0.0.0/33")
+    with pytest.raises(pulumi.RunError, match=match) as err:
+        run("dev", **overrides)
     assert "Traceback" not in str(err.value)
     from tests.unit import harness
 
