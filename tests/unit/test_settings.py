@@ -3,6 +3,8 @@ and registers nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 
@@ -158,7 +160,7 @@ def test_every_bad_key_is_listed_in_one_message() -> None:
         ({"dbPerformanceInsights": True}, r"foobar:dbPerformanceInsights has value True"),
     ],
 )
-def test_bad_value_stops_the_program_before_any_resource(overrides: dict[str, object], match: str) -> None:
+def test_bad_value_stops_the_program_before_any_resource(overrides: dict[str, Any], match: str) -> None:
     import pulumi
 
     with pytest.raises(pulumi.RunError, match=match) as err:
