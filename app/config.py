@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body the app takes (413 above); the load balancers refuse bigger ones first."""
+
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable."""

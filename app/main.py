@@ -16,7 +16,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from werkzeug.exceptions import HTTPException
 
 from app import guestbook
-from app.config import load_config
+from app.config import MAX_BODY_BYTES, load_config
 from app.credentials import CredentialsProvider
 from app.db import Database, DatabaseUnavailable
 
@@ -46,7 +46,7 @@ def create_app(env: Mapping[str, str] | None = None, *, secrets_client: Any = No
     db = Database(config, credentials)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["foobar"] = _State(db)
     app.register_blueprint(bp)

@@ -103,7 +103,9 @@ class Certificates(pulumi.ComponentResource):
                 validity_period_hours=LEAF_VALIDITY_HOURS,
                 # Re-issued by any `pulumi up` in the last 30 days; the key (a separate resource) stays.
                 early_renewal_hours=LEAF_EARLY_RENEWAL_HOURS,
-                allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
+                # The load balancers also show theirs to each other as clients (HAProxy peers, mutual TLS).
+                allowed_uses=["digital_signature", "key_encipherment", "server_auth"]
+                + (["client_auth"] if role == "lb" else []),
                 opts=tls_opts,
             )
             ssm = pulumi.ResourceOptions(parent=self, provider=args.role_providers[role])

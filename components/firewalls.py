@@ -20,6 +20,13 @@ ANYWHERE = "0.0.0.0/0"
 
 # Ports in one place, shared with the server configs.
 HTTP, HTTPS, MYSQL, LB_STATS = 80, 443, 3306, 8404
+LB_PEERS = 10000
+"""HAProxy ``peers`` between the load balancers (stick tables over TLS); node.pair.PEERS_PORT."""
+VRRP = "112"
+"""keepalived's VRRP is IP protocol 112: no ports (AWS allows every port of a protocol other than tcp/udp/icmp)."""
+PORTLESS = -1
+"""``Rule.port`` of a rule for a protocol without ports (VRRP); AWS reports no FromPort for it."""
+PROTOCOL_NAMES = {VRRP: "vrrp"}
 
 GROUP_DESCRIPTIONS: dict[Group, str] = {
     "lb": "foobar load balancer (HAProxy): HTTP/HTTPS from the internet",
@@ -49,7 +56,17 @@ class Rule:
         """Stable resource name: a rename of the description never replaces the rule."""
         way = "in" if self.direction == "ingress" else "out"
         peer = self.peer if self.peer_is_group else "internet"
-        return f"{self.group}-{way}-{self.protocol}{self.port}-{peer}"
+        what = PROTOCOL_NAMES[self.protocol] if self.has_no_ports else f"{self.protocol}{self.port}"
+        return f"{self.group}-{way}-{what}-{peer}"
+
+    @property
+    def has_no_ports(self) -> bool:
+        return self.protocol not in ("tcp", "udp")
+
+    @property
+    def flow(self) -> int | str:
+        """What ``ALLOWED_FLOWS`` calls the traffic: the port, or the protocol's name."""
+        return PROTOCOL_NAMES[self.protocol] if self.has_no_ports else self.port
 
 
 RULES: tuple[Rule, ...] = (
@@ -60,6 +77,11 @@ RULES: tuple[Rule, ...] = (
     Rule("lb", "egress", HTTPS, "web", "Re-encrypted requests and health checks to the web tier"),
     Rule("lb", "egress", HTTPS, "app", "Re-encrypted requests and health checks to the app tier"),
     Rule("lb", "egress", LB_STATS, "lb", "HAProxy stats between load balancers"),
+    # The pair: keepalived's VRRP adverts and HAProxy's shared stick tables, between load balancers only.
+    Rule("lb", "ingress", PORTLESS, "lb", "VRRP adverts (keepalived) from the other load balancer", protocol=VRRP),
+    Rule("lb", "egress", PORTLESS, "lb", "VRRP adverts (keepalived) to the other load balancer", protocol=VRRP),
+    Rule("lb", "ingress", LB_PEERS, "lb", "HAProxy peers (shared rate-limit tables, TLS) from load balancers"),
+    Rule("lb", "egress", LB_PEERS, "lb", "HAProxy peers (shared rate-limit tables, TLS) to load balancers"),
     Rule("lb", "egress", HTTPS, ANYWHERE, "AWS APIs (SSM, ACM export, CloudWatch) and package mirrors over HTTPS"),
     Rule("lb", "egress", HTTP, ANYWHERE, "Ubuntu package mirrors over HTTP (packages are signed)"),
     # Web tier.
@@ -77,11 +99,13 @@ RULES: tuple[Rule, ...] = (
 
 # Who may open a connection to whom, on which port. The tests require the registered security
 # groups to allow exactly this, nothing more and nothing less.
-ALLOWED_FLOWS: frozenset[tuple[str, str, int]] = frozenset(
+ALLOWED_FLOWS: frozenset[tuple[str, str, int | str]] = frozenset(
     {
         ("internet", "lb", HTTP),
         ("internet", "lb", HTTPS),
         ("lb", "lb", LB_STATS),
+        ("lb", "lb", LB_PEERS),
+        ("lb", "lb", "vrrp"),
         ("lb", "web", HTTPS),
         ("lb", "app", HTTPS),
         ("app", "db", MYSQL),
@@ -97,7 +121,7 @@ def format_rules() -> str:
     """The rule table as text, for the README and for people."""
     lines = [f"{'group':5} {'dir':7} {'port':>5} {'peer':10} description"]
     for r in RULES:
-        lines.append(f"{r.group:5} {r.direction:7} {r.port:>5} {r.peer:10} {r.description}")
+        lines.append(f"{r.group:5} {r.direction:7} {r.flow:>5} {r.peer:10} {r.description}")
     return "\n".join(lines)
 
 
@@ -138,11 +162,12 @@ class Firewalls(pulumi.ComponentResource):
                 f"{name}-{rule.key}",
                 security_group_id=groups[rule.group].id,
                 ip_protocol=rule.protocol,
-                from_port=rule.port,
-                to_port=rule.port,
                 description=rule.description,
                 opts=pulumi.ResourceOptions(parent=self, provider=args.providers[rule.group]),
                 **peer,
+                # A protocol without ports (VRRP) gets none: AWS would ignore them, and report -1.
+                from_port=None if rule.has_no_ports else rule.port,
+                to_port=None if rule.has_no_ports else rule.port,
             )
         self.group_ids = {group: sg.id for group, sg in groups.items()}
         self.register_outputs({f"{group}SecurityGroupId": sg.id for group, sg in groups.items()})

@@ -16,7 +16,6 @@ policy holds the average CPU.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ import pulumi_aws as aws
 
 from components.servers import METADATA_OPTIONS, RoleAccess, instance_role, ubuntu_ami
 from node.discovery import MAX_MEMBERS
+from userdata import for_ec2
 
 # The hooks are created with the group (initial_lifecycle_hooks): the provider marks every field of
 # them ForceNew, so changing a name, result or timeout below replaces both groups - a full new fleet.
@@ -178,9 +178,7 @@ class ServerGroup(pulumi.ComponentResource):
             ],
             ebs_optimized="true",
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            user_data=pulumi.Output.from_input(args.user_data).apply(
-                lambda text: base64.b64encode(text.encode()).decode()
-            ),
+            user_data=pulumi.Output.from_input(args.user_data).apply(for_ec2),  # gzip, then base64
             update_default_version=True,
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=template_tags)

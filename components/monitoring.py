@@ -85,6 +85,9 @@ class MonitoringArgs:
     """Alarm when free storage falls below this share of the allocated storage."""
     replica_lag_alarm_seconds: int = 60
     lb_5xx_alarm_percent: float = 5.0
+    refused_alarm_per_minute: int = 600
+    """Alarm when the load balancers refuse more requests than this per minute (10 a second) for 5 minutes:
+    a flood or a scan at the door, the design's "security incident"."""
 
     def validate(self) -> None:
         """Bad input stops here with a message naming the argument."""
@@ -104,6 +107,8 @@ class MonitoringArgs:
             raise ValueError("group_min_sizes must give each group in group_names a size of at least 1")
         if not re.match(r"^\d{12}$", self.account):
             raise ValueError(f"account must be a 12-digit AWS account id; got {self.account!r}")
+        if self.refused_alarm_per_minute < 1:
+            raise ValueError(f"refused_alarm_per_minute must be at least 1; got {self.refused_alarm_per_minute}")
         if self.db_allocated_storage_gib < 20:
             raise ValueError(f"db_allocated_storage_gib must be at least 20; got {self.db_allocated_storage_gib}")
 
@@ -173,6 +178,9 @@ def dashboard_body(
         _metric(ns, "haproxy_frontend_http_requests_total", _lb(stack, proxy=fe), id="r", visible=False),
         [{"expression": "IF(r > 0, 100 * FILL(e, 0) / r, 0)", "label": "5xx % of requests", "id": "pct"}],
     ]
+    refused = [
+        _metric(ns, "haproxy_frontend_requests_denied_total", _lb(stack, proxy=fe), label="refused (429, 413, 404)")
+    ]
     health: list[list[Any]] = []
     for tier, be in HAPROXY_BACKENDS.items():
         health.append(_metric(ns, "haproxy_backend_active_servers", _lb(stack, proxy=be), label=f"{tier} up"))
@@ -216,6 +224,7 @@ def dashboard_body(
         _widget("Backend response time, seconds (HAProxy)", latency, region),
         _widget("5xx responses per minute", errors, region, stat="Sum"),
         _widget("Load balancer 5xx rate, %", rate, region, stat="Sum"),
+        _widget("Requests refused at the door per minute (limits, body size, /readyz)", refused, region, stat="Sum"),
         _widget("Backend servers up / down", health, region, stat="Minimum"),
         _widget("nginx active connections", conns, region),
         _widget("CPU %: load balancer, and average per group", cpu, region),
@@ -391,6 +400,21 @@ class Monitoring(pulumi.ComponentResource):
                     id="pct", expression="IF(r > 0, 100 * FILL(e, 0) / r, 0)", label="5xx %", return_data=True
                 ),
             ],
+        )
+        alarm(
+            "lb-refused",
+            f"The load balancers refuse more than {args.refused_alarm_per_minute} requests a minute"
+            " (per-client limits, bodies too big, /readyz from outside): a flood or a scan",
+            namespace=NAMESPACE,
+            metric_name="haproxy_frontend_requests_denied_total",
+            dimensions=_lb(s, proxy=fe),
+            statistic="Sum",
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.refused_alarm_per_minute,
+            evaluation_periods=5,
+            datapoints_to_alarm=5,
+            treat_missing_data="notBreaching",
+            announce_ok=True,
         )
         for tier, be in HAPROXY_BACKENDS.items():
             alarm(

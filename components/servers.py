@@ -1,17 +1,17 @@
-"""The servers of one role: IAM role with least privilege, instance profile, EC2 instances.
+"""What every server shares, whichever component launches it: its IAM role with least privilege and
+instance profile, its image, its instance metadata options.
 
-Every instance: Ubuntu 24.04 LTS looked up at deploy time, IMDSv2 only, encrypted gp3 root volume,
-no public address but the load balancer's (its own at launch, then the Elastic IP), no fixed
-private address (a replacement is made before the old one goes), and user-data that is replaced
-with the instance when it changes.
+Every server: Ubuntu 24.04 LTS looked up at deploy time, IMDSv2 only, encrypted gp3 root volume,
+no fixed private address (a replacement is made before the old one goes). The load balancers are
+plain instances (``components.edge``); web and app are Auto Scaling groups (``components.groups``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -158,90 +158,3 @@ def instance_role(
     )
     profile = aws.iam.InstanceProfile(f"{name}-profile", role=iam_role.name, opts=opts)
     return iam_role, profile
-
-
-@dataclass
-class ServersArgs:
-    access: RoleAccess
-    count: int
-    instance_type: str
-    subnet_ids: Sequence[pulumi.Input[str]]
-    """One per AZ; server i goes to subnet i % len(subnet_ids)."""
-    security_group_id: pulumi.Input[str]
-    user_data: Callable[[int], pulumi.Input[str]]
-    """User-data of server i."""
-    root_volume_gib: int
-    provider: pulumi.ProviderResource
-    extra_statements: pulumi.Input[list[dict[str, object]]] = field(default_factory=list)
-    """Further policy statements for this role only (ACM export, the database secret)."""
-    public: bool = False
-    """Give each server an Elastic IP (the load balancer)."""
-    wait_for: Sequence[pulumi.Resource] = ()
-    """Resources a first boot needs (the default route out, the log groups its agent writes into).
-
-    Waiting also orders ``pulumi destroy``: the servers go before what they need."""
-
-
-class Servers(pulumi.ComponentResource):
-    instance_ids: list[pulumi.Output[str]]
-    private_ips: list[pulumi.Output[str]]
-    public_ips: list[pulumi.Output[str]]
-    role_name: pulumi.Output[str]
-    role_arn: pulumi.Output[str]
-
-    def __init__(self, name: str, args: ServersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("foobar:servers:Servers", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
-
-        role, profile = instance_role(name, args.access, args.extra_statements, child)
-
-        ami = ubuntu_ami(args.instance_type, pulumi.InvokeOptions(provider=args.provider))
-        self.instance_ids, self.private_ips, self.public_ips = [], [], []
-        for i in range(args.count):
-            instance = aws.ec2.Instance(
-                f"{name}-{i}",
-                ami=ami,
-                instance_type=args.instance_type,
-                subnet_id=args.subnet_ids[i % len(args.subnet_ids)],
-                vpc_security_group_ids=[args.security_group_id],
-                iam_instance_profile=profile.name,
-                # The load balancer has a way out from its first second (an address of its own until
-                # the Elastic IP replaces it), so its first boot doesn't race the EIP association.
-                # False with an EIP would also replace it on every later `pulumi up`: the provider
-                # reads an associated EIP back as true (terraform-provider-aws#37318).
-                associate_public_ip_address=args.public,
-                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(**METADATA_OPTIONS),
-                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                    volume_type="gp3", volume_size=args.root_volume_gib, encrypted=True, delete_on_termination=True
-                ),
-                ebs_optimized=True,
-                monitoring=True,
-                user_data=args.user_data(i),
-                user_data_replace_on_change=True,
-                tags={"Name": f"foobar-{args.access.role}-{i}"},
-                # A new AMI release must not replace running servers on the next `pulumi up`.
-                opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, ignore_changes=["ami"], depends_on=list(args.wait_for)
-                ),
-            )
-            self.instance_ids.append(instance.id)
-            self.private_ips.append(instance.private_ip)
-            if args.public:
-                eip = aws.ec2.Eip(
-                    f"{name}-{i}-eip",
-                    domain="vpc",
-                    instance=instance.id,
-                    tags={"Name": f"foobar-{args.access.role}-{i}"},
-                    opts=child,
-                )
-                self.public_ips.append(eip.public_ip)
-        self.role_name = role.name
-        self.role_arn = role.arn
-        self.register_outputs(
-            {
-                "instanceIds": self.instance_ids,
-                "privateIps": self.private_ips,
-                "publicIps": self.public_ips,
-                "roleName": role.name,
-            }
-        )

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from userdata import EdgeLimits
+
 PROJECT = "foobar"
 PULUMI_YAML = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
@@ -79,6 +81,11 @@ ALLOWED: dict[str, str] = {
     "appMin": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, no more than appCount",
     "appMax": f"an integer from 1 to {MAX_SERVERS_PER_ROLE}, no less than appCount",
     "scalingCpuTarget": "an integer from 20 to 90",
+    "lbCount": "1 or 2 (a pair goes into two zones; azCount is always at least 2)",
+    "rateLimitRequests": "an integer from 10 to 100000: requests per client address in 10 s",
+    "rateLimitConnections": "an integer from 2 to 10000: open connections per client address",
+    "rateLimitNewConnections": "an integer from 2 to 100000: new connections per client address in 10 s",
+    "rateLimitPosts": "an integer from 1 to 1000: guestbook posts per client address in a minute",
     "lbInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.small',
     "webInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.micro',
     "appInstanceType": 'an EBS-optimized EC2 instance type shaped like "family.size" (not t1/t2), e.g. t3.small',
@@ -125,6 +132,11 @@ class Settings(BaseModel):
     app_min: int = Field(alias="appMin", ge=1, le=MAX_SERVERS_PER_ROLE)
     app_max: int = Field(alias="appMax", ge=1, le=MAX_SERVERS_PER_ROLE)
     scaling_cpu_target: int = Field(alias="scalingCpuTarget", ge=20, le=90)
+    lb_count: int = Field(alias="lbCount", ge=1, le=2)
+    rate_limit_requests: int = Field(alias="rateLimitRequests", ge=10, le=100_000)
+    rate_limit_connections: int = Field(alias="rateLimitConnections", ge=2, le=10_000)
+    rate_limit_new_connections: int = Field(alias="rateLimitNewConnections", ge=2, le=100_000)
+    rate_limit_posts: int = Field(alias="rateLimitPosts", ge=1, le=1000)
     lb_instance_type: str = Field(alias="lbInstanceType", pattern=_INSTANCE_TYPE.pattern)
     web_instance_type: str = Field(alias="webInstanceType", pattern=_INSTANCE_TYPE.pattern)
     app_instance_type: str = Field(alias="appInstanceType", pattern=_INSTANCE_TYPE.pattern)
@@ -262,6 +274,16 @@ class Settings(BaseModel):
     @property
     def azs(self) -> tuple[str, ...]:
         return self.zones[: self.az_count]
+
+    @property
+    def edge_limits(self) -> EdgeLimits:
+        """The per-client limits the load balancers enforce (userdata.EdgeLimits)."""
+        return EdgeLimits(
+            requests_per_10s=self.rate_limit_requests,
+            connections=self.rate_limit_connections,
+            new_connections_per_10s=self.rate_limit_new_connections,
+            posts_per_minute=self.rate_limit_posts,
+        )
 
     @property
     def protected(self) -> bool:

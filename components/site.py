@@ -12,6 +12,7 @@ from components import plan
 from components.artifacts import Artifacts, ArtifactsArgs
 from components.certificates import Certificates, CertificatesArgs, param_path
 from components.database import Database, DatabaseArgs, reader_statements
+from components.edge import LoadBalancers, LoadBalancersArgs
 from components.firewalls import Firewalls, FirewallsArgs
 from components.groups import ServerGroup, ServerGroupArgs, discovery_statement
 from components.monitoring import (
@@ -23,7 +24,7 @@ from components.monitoring import (
     sumo_token_statement,
 )
 from components.network import Network, NetworkArgs
-from components.servers import RoleAccess, Servers, ServersArgs
+from components.servers import RoleAccess
 from components.settings import PROJECT, Settings
 from userdata import RoleValues, cloud_config
 
@@ -195,18 +196,27 @@ class Site(pulumi.ComponentResource):
         # The discovery agent (node/) is too big for the load balancer's user-data: it comes from S3.
         node = artifacts.archives["lb"]
 
-        def lb_user_data(i: int) -> pulumi.Input[str]:
-            return pulumi.Output.all(artifacts.url("lb"), acm_arn if acm_arn is not None else "").apply(
+        def lb_user_data(allocation_id: pulumi.Output[str]) -> pulumi.Input[str]:
+            return pulumi.Output.all(artifacts.url("lb"), acm_arn if acm_arn is not None else "", allocation_id).apply(
                 lambda v: cloud_config(
-                    values("lb", acm_certificate_arn=v[1], node_archive_url=v[0], node_archive_sha256=node.sha256)
+                    values(
+                        "lb",
+                        acm_certificate_arn=v[1],
+                        node_archive_url=v[0],
+                        node_archive_sha256=node.sha256,
+                        lb_count=s.lb_count,
+                        eip_allocation_id=v[2],
+                        vpc_cidr=s.vpc_cidr,
+                        limits=s.edge_limits,
+                    )
                 )
             )
 
-        lb = Servers(
+        lb = LoadBalancers(
             f"{name}-lb",
-            ServersArgs(
+            LoadBalancersArgs(
                 access=access("lb"),
-                count=1,
+                count=s.lb_count,
                 instance_type=instance_types["lb"],
                 subnet_ids=network.subnet_ids["public"],
                 security_group_id=firewalls.group_ids["lb"],
@@ -214,7 +224,6 @@ class Site(pulumi.ComponentResource):
                 root_volume_gib=s.root_volume_gib,
                 provider=providers["lb"],
                 extra_statements=lb_extra,
-                public=True,
                 wait_for=[*network.egress["public"], *logs.groups["lb"]],
             ),
             pulumi.ResourceOptions(parent=self),
@@ -278,7 +287,7 @@ class Site(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
 
-        lb_ip = lb.public_ips[0]
+        lb_ip = lb.public_ip
         if s.hosted_zone_id and s.public_certificate == "acm":
             aws.route53.Record(
                 f"{name}-domain",
@@ -295,6 +304,7 @@ class Site(pulumi.ComponentResource):
         self.outputs = {
             "url": self.url,
             "lbPublicIp": lb_ip,
+            "lbAddressAllocationId": lb.allocation_id,
             "certificateArn": acm_arn if acm_arn is not None else "",
             "certificateValidationRecords": certs.validation_records,
             "internalCaCertPem": certs.ca_cert_pem,

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from node.discovery import MAX_MEMBERS, FileSource, Member, Runtime, RuntimeError_, Slot
+from node.pair import PEERS_PORT, PairConfig, render_peers
+from userdata import EdgeLimits
 from userdata.configs import WSGI_APP, gunicorn_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +80,9 @@ class Layout:
     http_port: int = 80
     https_port: int = 443
     domain: str = "www.foobar.com"
+    inside: str = "127.0.0.0/16"
+    """The local "VPC": every server's address is in it. A client from another loopback address
+    (127.1.0.1, say) comes from "the internet" and, like one, gets no answer from /readyz."""
 
     @property
     def url(self) -> str:
@@ -95,7 +100,7 @@ class Layout:
 
     def listeners(self) -> list[tuple[str, str, int]]:
         """(who, address, port) of every socket the site opens."""
-        out = [("haproxy", self.lb, p) for p in (self.http_port, self.https_port, self.stats_port)]
+        out = [("haproxy", self.lb, p) for p in (self.http_port, self.https_port, self.stats_port, PEERS_PORT)]
         for i, a in enumerate(self.web, 1):
             out += [(f"web{i}", a, self.https_port), (f"web{i}", a, self.status_port)]
         for i, a in enumerate(self.app, 1):
@@ -272,10 +277,16 @@ def _check_count(count: int) -> None:
 
 class LocalSite:
     def __init__(
-        self, directory: Path = DEFAULT_DIR, layout: Layout | None = None, say: Callable[[str], None] | None = None
+        self,
+        directory: Path = DEFAULT_DIR,
+        layout: Layout | None = None,
+        say: Callable[[str], None] | None = None,
+        limits: EdgeLimits | None = None,
     ) -> None:
         self.dir = Path(directory).resolve()
         self.layout = layout or Layout()
+        self.limits = limits or EdgeLimits()
+        """The per-client limits at the door: the settings' defaults, as on a new stack."""
         self.state_file = self.dir / "state.json"
         self.members_file = self.dir / "members.json"
         """The local stand-in for the Auto Scaling groups: what the discovery agent reads."""
@@ -379,17 +390,24 @@ class LocalSite:
             stats_socket=str(self.admin_socket),
             server_state_file=str(self.server_state),
             pidfile=str(home / "haproxy.pid"),
+            internal_networks=(lay.inside,),
+            peers_file=str(home / "peers.cfg"),
+            limits=self.limits,
         )
         # A fresh run starts from no saved server state (the agent writes it from now on).
         self.server_state.write_text("1\n")
         (home / "discovery-cache.json").unlink(missing_ok=True)
         cfg_file = home / "haproxy.cfg"
         cfg_file.write_text(render_haproxy_cfg(cfg_lb))
+        # One load balancer here: node.pair's peers file naming only itself (its stick tables survive reloads).
+        alone = PairConfig(own_address=lay.lb, interface="lo", health_url=f"http://{lay.lb}:{lay.stats_port}/healthz")
+        Path(cfg_lb.peers_file).write_text(render_peers(alone, [lay.lb]))
+        files = ["-f", str(cfg_file), "-f", cfg_lb.peers_file]
         (home / "haproxy.pid").unlink(missing_ok=True)  # a previous run's: never to be read as this one's
         log = open(home / "haproxy.log", "ab")  # noqa: SIM115 - handed to the daemon
-        subprocess.run([_which("haproxy") or "haproxy", "-c", "-q", "-f", str(cfg_file)], check=True)
+        subprocess.run([_which("haproxy") or "haproxy", "-c", "-q", *files], check=True)
         subprocess.Popen(
-            [_which("haproxy") or "haproxy", "-D", "-W", "-f", str(cfg_file), "-p", str(home / "haproxy.pid")],
+            [_which("haproxy") or "haproxy", "-D", "-W", *files, "-p", str(home / "haproxy.pid")],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(haproxy nginx-light mariadb-server mariadb-client cloud-init openssl wrk iproute2 curl ca-certificates prometheus-nginx-exporter)
+APT_PACKAGES=(haproxy nginx-light mariadb-server mariadb-client cloud-init openssl wrk iproute2 curl ca-certificates prometheus-nginx-exporter keepalived)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -19,7 +19,8 @@ def firewall_table() -> str:
     rows = ["| group | direction | port | peer | why |", "| --- | --- | --- | --- | --- |"]
     for r in RULES:
         peer = f"{r.peer} group" if r.peer_is_group else r.peer
-        rows.append(f"| {r.group} | {r.direction} | {r.protocol}/{r.port} | {peer} | {r.description} |")
+        what = f"{r.flow} (IP protocol {r.protocol})" if r.has_no_ports else f"{r.protocol}/{r.port}"
+        rows.append(f"| {r.group} | {r.direction} | {what} | {peer} | {r.description} |")
     return "\n".join(rows)
 
 

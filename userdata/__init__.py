@@ -6,10 +6,49 @@ The same functions serve the Pulumi program (values from settings and resource o
 
 from __future__ import annotations
 
+import base64
+import gzip
 from dataclasses import dataclass, field
 from typing import Literal
 
+from app.config import MAX_BODY_BYTES
+
 Role = Literal["lb", "web", "app"]
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """Per-client limits at the load balancers, counted per source address and shared by the pair.
+
+    Defaults are the settings' (``rateLimit*`` in Pulumi.yaml; a test keeps them equal): what a site
+    like this starts with. A page with its assets is about 20 requests; a browser holds up to 6
+    connections per host over HTTP/1.1 and 1 over HTTP/2; an office behind one NAT address is many
+    browsers; a person writes a guestbook entry or two, not one a second.
+    """
+
+    requests_per_10s: int = 300
+    connections: int = 100
+    new_connections_per_10s: int = 200
+    posts_per_minute: int = 5
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Declared request bodies above this are refused at the door (413): the app's own limit."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "requests_per_10s",
+            "connections",
+            "new_connections_per_10s",
+            "posts_per_minute",
+            "max_body_bytes",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"EdgeLimits.{name}: {value!r} must be a positive integer")
+        if self.max_body_bytes > MAX_BODY_BYTES:
+            raise ValueError(
+                f"EdgeLimits.max_body_bytes: {self.max_body_bytes} is above the app's own limit {MAX_BODY_BYTES}:"
+                " the app would refuse what the load balancer let through"
+            )
 
 
 @dataclass(frozen=True)
@@ -46,6 +85,26 @@ class RoleValues:
     """SSM parameter holding a Sumo Logic installation token; empty means CloudWatch only."""
     internal_domain: str = "foobar.internal"
     """Backends present ``<role>.<internal_domain>`` certificates; HAProxy sends it as SNI and verifies it."""
+    lb_count: int = 1
+    """LB only: 1, or 2 for a pair (keepalived between them, node.pair); settings lbCount."""
+    eip_allocation_id: str = ""
+    """LB only: the site's Elastic IP, which the MASTER (or the single LB) claims (node.eip)."""
+    vpc_cidr: str = "10.0.0.0/8"
+    """LB only: "inside": /readyz answers only to these addresses."""
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    """LB only: the per-client limits at the door (settings rateLimit*)."""
+
+
+def for_ec2(text: str) -> str:
+    """User-data as EC2 takes it: gzip, then base64. EC2 counts 16 KB before base64, and the per-file
+    packing can't shrink the document itself; cloud-init inflates gzip before it reads the YAML.
+    No timestamp in the gzip header: the same text always gives the same bytes (no replacement)."""
+    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode()
+
+
+def from_ec2(encoded: str) -> str:
+    """The cloud-config text of :func:`for_ec2`'s output (what cloud-init reads on the server)."""
+    return gzip.decompress(base64.b64decode(encoded, validate=True)).decode()
 
 
 def cloud_config(values: RoleValues) -> str:

@@ -108,6 +108,8 @@ _SR = ("Stack", "Role")
 _HAPROXY = (
     Metric(NAMESPACE, "haproxy_frontend_http_requests_total", (*_SR, "proxy")),
     Metric(NAMESPACE, "haproxy_frontend_http_responses_total", (*_SR, "proxy", "code")),
+    # Requests refused at the door: over a per-client limit (429), a body too big (413), /readyz from outside.
+    Metric(NAMESPACE, "haproxy_frontend_requests_denied_total", (*_SR, "proxy")),
     Metric(NAMESPACE, "haproxy_backend_http_requests_total", (*_SR, "proxy")),
     Metric(NAMESPACE, "haproxy_backend_http_responses_total", (*_SR, "proxy", "code")),
     Metric(NAMESPACE, "haproxy_backend_response_time_average_seconds", (*_SR, "proxy")),
@@ -196,7 +198,7 @@ def _emf_declarations(role: str) -> list[dict[str, Any]]:
             "source_labels": ["proxy"],
             "label_matcher": f"^{HAPROXY_FRONTEND}$",
             "dimensions": [[*_SR, "proxy"]],
-            "metric_selectors": ["^haproxy_frontend_http_requests_total$"],
+            "metric_selectors": ["^haproxy_frontend_http_requests_total$", "^haproxy_frontend_requests_denied_total$"],
         },
         {
             "source_labels": ["proxy", "code"],

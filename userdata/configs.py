@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import jinja2
 
 from node.discovery import SLOTS
-from userdata import RoleValues
+from node.pair import PEERS_SECTION, peer_name
+from userdata import EdgeLimits, RoleValues
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ENV = jinja2.Environment(
@@ -52,6 +53,8 @@ HAPROXY_SITE_PEM = "/etc/haproxy/certs/site.pem"
 """The PEM served to the internet: the ACM export once issued, else the internal-CA leaf."""
 HAPROXY_INTERNAL_PEM = "/etc/haproxy/certs/internal.pem"
 HAPROXY_CA = "/etc/haproxy/internal-ca.pem"
+HAPROXY_PEERS = "/etc/haproxy/peers.cfg"
+"""The ``peers`` section (the load balancers, found at run time by node.pair), loaded with haproxy.cfg."""
 HAPROXY_SERVER_STATE = "/var/lib/haproxy/server-state"
 """The discovery agent writes HAProxy's server state here; HAProxy reads it when it (re)loads."""
 PRIVATE_IP_ENV = "FOOBAR_PRIVATE_IP"
@@ -152,6 +155,11 @@ class HaproxyConfig:
     pidfile: str = ""
     """Empty on AWS: the packaged systemd unit passes -p itself."""
     maxconn: int = 4096
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
+    internal_networks: tuple[str, ...] = ("10.0.0.0/8",)
+    """Addresses "inside" (AWS: the VPC): only they get an answer from /readyz."""
+    peers_file: str = HAPROXY_PEERS
+    """Where node.pair writes the ``peers`` section; HAProxy is started with ``-f`` on both files."""
 
     def __post_init__(self) -> None:
         owner = "HaproxyConfig"
@@ -175,10 +183,23 @@ class HaproxyConfig:
             raise ValueError(f"{owner}.log_target: {self.log_target!r} must be a socket path, host:port or 'stdout'")
         if self.maxconn < 1:
             raise ValueError(f"{owner}.maxconn: {self.maxconn!r} must be positive")
+        if not self.internal_networks:
+            raise ValueError(f"{owner}.internal_networks: empty; /readyz must answer somebody inside")
+        for network in self.internal_networks:
+            try:
+                ipaddress.ip_network(network, strict=True)
+            except ValueError:
+                raise ValueError(f"{owner}.internal_networks: {network!r} is not a network like 10.20.0.0/16") from None
+        _check_path(owner, "peers_file", self.peers_file)
 
     @property
     def stats_from_env(self) -> bool:
         return self.stats_address == STATS_ADDRESS_FROM_ENV
+
+    @property
+    def local_peer(self) -> str:
+        """This load balancer's name in the peers section: its private address, like node.pair names it."""
+        return f'"{peer_name(self.stats_address)}"'
 
     @classmethod
     def for_aws(cls, values: RoleValues) -> HaproxyConfig:
@@ -189,6 +210,8 @@ class HaproxyConfig:
             stats_address=STATS_ADDRESS_FROM_ENV,
             web_name=f"web.{values.internal_domain}",
             app_name=f"app.{values.internal_domain}",
+            limits=values.limits,
+            internal_networks=(values.vpc_cidr,),
         )
 
 
@@ -300,7 +323,15 @@ def _context(cfg: object, **extra: object) -> dict[str, object]:
 def render_haproxy_cfg(cfg: HaproxyConfig) -> str:
     """``haproxy.cfg`` of the load balancer."""
     return ENV.get_template("haproxy.cfg.j2").render(
-        **_context(cfg, slots=SLOTS, stats_from_env=cfg.stats_from_env, private_ip_env=PRIVATE_IP_ENV)
+        **_context(
+            cfg,
+            slots=SLOTS,
+            stats_from_env=cfg.stats_from_env,
+            private_ip_env=PRIVATE_IP_ENV,
+            local_peer=cfg.local_peer,
+            peers_section=PEERS_SECTION,
+            l=cfg.limits,
+        )
     )
 
 

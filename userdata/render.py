@@ -12,6 +12,7 @@ import ast
 import base64
 import gzip
 import io
+import ipaddress
 import json
 import re
 import tarfile
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from userdata import RoleValues
+from userdata import RoleValues, for_ec2
 from userdata.agent import HAPROXY_BACKENDS, PROMETHEUS_CONFIG_PATH, agent_cloud_config_parts
 from userdata.configs import (
     APP_UPSTREAM,
@@ -51,10 +52,12 @@ NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 BOOT_MODULE = Path(__file__).resolve().parent / "scripts" / "foobar_boot.py"
 
 PACKAGES: dict[str, list[str]] = {
-    "lb": ["haproxy", "python3-boto3", "python3-cryptography"],
+    "lb": ["haproxy", "python3-boto3", "python3-cryptography", "python3-jinja2", "curl"],
     "web": ["nginx", "python3-boto3"],
     "app": ["nginx", "python3-boto3", "gunicorn", "python3-flask", "python3-pymysql"],
 }
+PAIR_PACKAGES = ["keepalived"]
+"""What a load balancer of a pair adds (lbCount 2): VRRP between the two."""
 DAEMON = {"lb": "haproxy", "web": "nginx", "app": "nginx"}
 INSTALL_DEADLINE_S = {"role": 900, "agent": 600}
 """How long first boot retries apt: the role's packages (then it fails), the agent's (after the daemon runs)."""
@@ -78,6 +81,14 @@ PRIVATE_ADDRESS_PLAN = f"{ETC_DIR}/private-address.json"
 PRIVATE_ADDRESS_ENV = f"{ETC_DIR}/private-address.env"
 """LB: ``FOOBAR_PRIVATE_IP=<address>``, written at boot from IMDS; haproxy.service loads it."""
 HAPROXY_DROPIN = f"{UNIT_DIR}/haproxy.service.d/foobar.conf"
+KEEPALIVED_DROPIN = f"{UNIT_DIR}/keepalived.service.d/foobar.conf"
+PAIR_UNIT = "foobar-pair.service"
+EIP_UNIT = "foobar-eip.service"
+EIP_CONFIG = f"{ETC_DIR}/eip.json"
+"""node.eip's settings: the site's Elastic IP, the stack, the region; one LB or a pair."""
+EIP_NOTIFY = f"/usr/bin/python3 {APP_ROOT}/node/eip.py --config {EIP_CONFIG} --syslog notify"
+"""What keepalived runs on each change of state (it appends the state): the MASTER claims the EIP.
+The file itself, not ``-m``: keepalived can't set PYTHONPATH, and node.eip needs nothing else of node."""
 DISCOVERY_UNIT = "foobar-discovery.service"
 DISCOVERY_CACHE = "/var/lib/foobar/discovery.json"
 """The agent's last known members, so a restarted agent has a set while the groups can't be read."""
@@ -362,6 +373,19 @@ def _validate(values: RoleValues) -> None:
         raise ValueError("RoleValues.acm_certificate_arn: only the 'lb' role serves the public certificate")
     if _archive_of(values, "node")[0] and values.role != "lb":
         raise ValueError("RoleValues.node_archive_url: only the 'lb' role runs the discovery agent")
+    if values.lb_count not in (1, 2):
+        raise ValueError(f"RoleValues.lb_count: {values.lb_count!r}; a load balancer or a pair (1 or 2)")
+    if values.role == "lb" and not re.match(r"^eipalloc-[0-9a-f]{8,17}$", values.eip_allocation_id):
+        raise ValueError(
+            f"RoleValues.eip_allocation_id: {values.eip_allocation_id!r} is not an Elastic IP allocation id"
+            " (eipalloc-...); the load balancer claims the site's address with it"
+        )
+    if values.eip_allocation_id and values.role != "lb":
+        raise ValueError("RoleValues.eip_allocation_id: only the 'lb' role holds the site's address")
+    try:
+        ipaddress.ip_network(values.vpc_cidr, strict=True)
+    except ValueError:
+        raise ValueError(f"RoleValues.vpc_cidr: {values.vpc_cidr!r} is not a network like 10.20.0.0/16") from None
 
 
 def staged_path(path: str) -> str:
@@ -378,14 +402,53 @@ def _discovery_args(values: RoleValues, cfg: HaproxyConfig) -> list[str]:
     return [*args, "--state-file", cfg.server_state_file]
 
 
+def packages(values: RoleValues) -> list[str]:
+    """The role's Debian packages; a load balancer of a pair also runs keepalived."""
+    return PACKAGES[values.role] + (PAIR_PACKAGES if values.role == "lb" and values.lb_count == 2 else [])
+
+
+def _pair_args(values: RoleValues, cfg: HaproxyConfig) -> list[str]:
+    """node.pair's command line: the stack's load balancers from EC2, mutual TLS between their
+    HAProxy peers with the internal certificate; with a pair, keepalived whose MASTER claims the EIP."""
+    args = [
+        *("--own-address", "${" + PRIVATE_IP_ENV + "}", "--source", "ec2"),
+        *("--stack", values.stack, "--region", values.region),
+        *("--haproxy-config", HAPROXY_CFG, "--peers-file", cfg.peers_file),
+        *("--peers-cert", HAPROXY_INTERNAL_PEM, "--peers-ca", cfg.ca_file),
+        *("--peers-verify-name", f"lb.{values.internal_domain}"),
+    ]
+    return [*args, "--notify", f'"{EIP_NOTIFY}"'] if values.lb_count == 2 else [*args, "--no-keepalived"]
+
+
 def _lb_parts(values: RoleValues, cfg: HaproxyConfig, files: list[dict[str, Any]], node_dir: Path) -> list[str]:
     """The load balancer's own pieces: the private-address plan and HAProxy's drop-in that loads its
     result, the discovery agent's code (from S3, or inline while it fits) and unit. Returns the step
     that fetches the code, if any."""
     dropin = ENV.get_template("systemd/haproxy-foobar.conf.j2").render(
-        name=PRIVATE_IP_ENV, env_file=PRIVATE_ADDRESS_ENV
+        name=PRIVATE_IP_ENV, env_file=PRIVATE_ADDRESS_ENV, pair_unit=PAIR_UNIT, config=HAPROXY_CFG, peers=cfg.peers_file
     )
     files.append(_text(HAPROXY_DROPIN, without_comments(dropin)))
+    pair = values.lb_count == 2
+    files.append(
+        _unit(
+            PAIR_UNIT,
+            keepalived=pair,
+            env_file=PRIVATE_ADDRESS_ENV,
+            code_root=APP_ROOT,
+            args=" ".join(_pair_args(values, cfg)),
+        )
+    )
+    eip = {
+        "allocation-id": values.eip_allocation_id,
+        "stack": values.stack,
+        "region": values.region,
+        "single": not pair,
+    }
+    files.append(_text(EIP_CONFIG, _json(eip)))
+    files.append(_unit(EIP_UNIT, pair=pair, code_root=APP_ROOT, config=EIP_CONFIG, run_dir="foobar"))
+    if pair:
+        keepalived = ENV.get_template("systemd/keepalived-foobar.conf.j2").render(pair_unit=PAIR_UNIT)
+        files.append(_text(KEEPALIVED_DROPIN, without_comments(keepalived)))
     step: list[str] = []
     if _archive_of(values, "node")[0]:
         step = _fetch_archive(values, "node", f"{APP_ROOT}/node", files)
@@ -432,7 +495,7 @@ def build_cloud_config(
         steps.insert(0, [BOOT, "private-address", PRIVATE_ADDRESS_PLAN])
         if fetch := _lb_parts(values, haproxy, files, node_dir):
             steps.append(fetch)
-        services.append(DISCOVERY_UNIT)
+        services += [DISCOVERY_UNIT, PAIR_UNIT, EIP_UNIT, *(["keepalived.service"] if values.lb_count == 2 else [])]
         if values.acm_certificate_arn:
             acm = {
                 "region": values.region,
@@ -497,7 +560,7 @@ def build_cloud_config(
     config_path, config_text = daemon_config
     files.append(_text(staged_path(config_path), without_comments(config_text)))
     install = {
-        "packages": PACKAGES[role],
+        "packages": packages(values),
         "deadline_s": INSTALL_DEADLINE_S["role"],
         "files": [{"src": staged_path(config_path), "dest": config_path, "mode": 0o644}],
     }
@@ -543,7 +606,7 @@ def build_cloud_config(
             "deadline_s": IMDS_DEADLINE_S,
         }
         files.append(_text(PRIVATE_ADDRESS_PLAN, _json(plan)))
-    agent_packages = [p for p in agent["packages"] if p not in PACKAGES[role]]
+    agent_packages = [p for p in agent["packages"] if p not in packages(values)]
     if agent_packages:
         agent_install = {"packages": agent_packages, "deadline_s": INSTALL_DEADLINE_S["agent"]}
         files.append(_text(AGENT_PACKAGES_PLAN, _json(agent_install)))
@@ -566,12 +629,14 @@ def render_cloud_config(
     header = f"#cloud-config\n# foobar {values.role} server of stack {values.stack}\n"
     doc["runcmd"] = [_Flow(step) if isinstance(step, list) else step for step in doc["runcmd"]]
     text = header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=False)
-    size = len(text.encode())
+    size = len(base64.b64decode(for_ec2(text)))  # EC2 counts what it gets, before base64: the gzip
     if size > EC2_USER_DATA_LIMIT:
         hints = {
             "app": " (set RoleValues.app_archive_url to ship the app code from S3)",
             "lb": " (set RoleValues.node_archive_url to ship the discovery agent from S3)",
         }
         hint = hints.get(values.role, "")
-        raise ValueError(f"user-data of the {values.role} role is {size} bytes, over EC2's {EC2_USER_DATA_LIMIT}{hint}")
+        raise ValueError(
+            f"user-data of the {values.role} role is {size} bytes gzipped, over EC2's {EC2_USER_DATA_LIMIT}{hint}"
+        )
     return text

@@ -167,7 +167,9 @@ def _user_data_texts(res: Res) -> Iterator[tuple[str, str]]:
         if encoded:
             # Not base64 after all: scan it as it is.
             with contextlib.suppress(binascii.Error, ValueError):
-                value = base64.b64decode(value, validate=True).decode("utf-8", "replace")
+                raw = base64.b64decode(value, validate=True)
+                # gzip-compressed user-data (cloud-init inflates it): the text is what the server gets.
+                value = (_gunzip(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "replace")
         yield key, value
 
 

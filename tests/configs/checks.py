@@ -29,15 +29,28 @@ def check_cloud_config(path: Path) -> None:
     _run(["cloud-init", "schema", "-c", str(path)], f"cloud-init schema {path}")
 
 
-def check_haproxy(path: Path) -> None:
+def check_haproxy(path: Path, peers: Path | None = None, own_address: str = "127.0.0.1") -> None:
     """``-dW``: any warning is fatal. ``-q`` hides the reason, so a failure is re-run without it.
-    FOOBAR_PRIVATE_IP is in HAProxy's environment, as the load balancer's boot sets it."""
-    env = {**os.environ, "FOOBAR_PRIVATE_IP": "127.0.0.1"}
+    FOOBAR_PRIVATE_IP is in HAProxy's environment, as the load balancer's boot sets it. HAProxy
+    loads the peers file with it, as on the load balancers: node.pair's, or one naming only itself."""
+    if peers is None:
+        peers = peers_alone(path.with_name(path.name + ".peers"), own_address)
+    env = {**os.environ, "FOOBAR_PRIVATE_IP": own_address}
+    command = ["haproxy", "-c", "-dW", "-f", str(path), "-f", str(peers)]
     try:
-        _run(["haproxy", "-c", "-dW", "-q", "-f", str(path)], f"haproxy -c {path}", env)
+        _run([*command, "-q"], f"haproxy -c {path}", env)
     except CheckFailed:
-        _run(["haproxy", "-c", "-dW", "-f", str(path)], f"haproxy -c {path}", env)
+        _run(command, f"haproxy -c {path}", env)
         raise
+
+
+def peers_alone(path: Path, own_address: str) -> Path:
+    """The peers file node.pair writes for a load balancer that has found no other yet."""
+    from node.pair import PairConfig, render_peers
+
+    alone = PairConfig(own_address=own_address, interface="lo", health_url=f"http://{own_address}:8404/healthz")
+    path.write_text(render_peers(alone, [own_address]))
+    return path
 
 
 def check_nginx(conf: Path, prefix: Path) -> None:

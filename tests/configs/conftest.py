@@ -15,7 +15,7 @@ from userdata.render import app_archive
 ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/0b0c5c8e-1111-2222-3333-444455556666"
 
 
-def _values(stack: str, n: int, arn: str) -> dict[str, RoleValues]:
+def _values(stack: str, n: int, arn: str, lb_count: int = 1) -> dict[str, RoleValues]:
     base: dict[str, Any] = {"stack": stack, "region": "eu-west-1", "domain": "www.foobar.com"}
     archive = app_archive()
     return {
@@ -24,6 +24,9 @@ def _values(stack: str, n: int, arn: str) -> dict[str, RoleValues]:
             param_path=f"/foobar/{stack}/lb",
             private_address="10.0.0.10",
             acm_certificate_arn=arn,
+            lb_count=lb_count,
+            eip_allocation_id="eipalloc-0a1b2c3d4e5f60718",
+            vpc_cidr="10.0.0.0/16",
             **base,
         ),
         "web": RoleValues(role="web", param_path=f"/foobar/{stack}/web", private_address="10.0.16.10", **base),
@@ -40,7 +43,7 @@ def _values(stack: str, n: int, arn: str) -> dict[str, RoleValues]:
 
 STACKS = {
     "dev": _values("dev", 1, ""),
-    "prod": _values("prod", 3, ARN),
+    "prod": _values("prod", 3, ARN, lb_count=2),
     "big": _values("big", 10, ARN),
 }
 

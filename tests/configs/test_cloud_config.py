@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -24,10 +25,11 @@ from tests.configs.checks import (
     check_nginx,
     decoded_files,
     known_cloud_config_keys,
+    peers_alone,
     written_files,
 )
 from tests.configs.conftest import ARN, STACKS
-from userdata import RoleValues, cloud_config
+from userdata import RoleValues, cloud_config, for_ec2
 from userdata import configs as c
 from userdata import render as r
 
@@ -69,7 +71,8 @@ def test_cloud_init_accepts_user_data(rendered: dict[tuple[str, str], str], tmp:
 @pytest.mark.parametrize(("stack", "role"), CASES)
 def test_user_data_is_small_and_holds_no_secret(rendered: dict[tuple[str, str], str], stack: str, role: str) -> None:
     text = rendered[stack, role]
-    assert len(text.encode()) < 14 * 1024, f"{role} user-data is {len(text.encode())} bytes"
+    sent = len(base64.b64decode(for_ec2(text)))  # what EC2 counts against its 16 KB: the gzip
+    assert sent < 12 * 1024, f"{role} user-data is {sent} bytes gzipped"
     everything = text.encode() + b"".join(data for data, _ in decoded_files(text).values())
     assert b"PRIVATE KEY" not in everything
     # No literal password: neither quoted in code nor as an environment line.
@@ -90,15 +93,19 @@ def _file(text: str, path: str) -> tuple[bytes, dict[str, object]]:
 
 BOOT = "/usr/local/sbin/foobar-boot"
 ROLE_PACKAGES = {
-    "lb": ["haproxy", "python3-boto3", "python3-cryptography"],
+    # curl: keepalived's health check of HAProxy, before the agent's packages.
+    "lb": ["haproxy", "python3-boto3", "python3-cryptography", "python3-jinja2", "curl"],
     "web": ["nginx", "python3-boto3"],
     "app": ["nginx", "python3-boto3", "gunicorn", "python3-flask", "python3-pymysql"],
 }
 AGENT_PACKAGES = {
-    "lb": ["curl"],
+    "lb": [],  # curl came with the role's: no second install step
     "web": ["curl", "prometheus-nginx-exporter"],
     "app": ["curl", "prometheus-nginx-exporter"],
 }
+
+
+MONITORING_SETUP = "/usr/local/sbin/foobar-monitoring-setup"
 
 
 def _runcmd(text: str) -> list[str]:
@@ -110,16 +117,18 @@ def test_no_package_install_that_runs_once_without_retry(rendered: dict[tuple[st
     load balancer, whose way out comes with its Elastic IP a moment after launch, never got haproxy.
     Packages come from the boot's install job instead, which retries apt until a deadline."""
     one_shot = {"packages", "package_update", "package_upgrade", "package_reboot_if_required"}
-    for (_, role), text in rendered.items():
+    for (stack, role), text in rendered.items():
         doc = yaml.safe_load(text)
         assert not one_shot & set(doc), f"{role}: {sorted(one_shot & set(doc))}"
         assert not any("apt-get" in step or "apt " in step for step in _runcmd(text)), "apt only through the job"
-        plans = {
-            path: json.loads(_file(text, path)[0])
-            for path in ("/etc/foobar/packages.json", "/etc/foobar/agent-packages.json")
-        }
-        assert plans["/etc/foobar/packages.json"]["packages"] == ROLE_PACKAGES[role]
-        assert plans["/etc/foobar/agent-packages.json"]["packages"] == AGENT_PACKAGES[role]
+        paths = ["/etc/foobar/packages.json"] + (["/etc/foobar/agent-packages.json"] if AGENT_PACKAGES[role] else [])
+        plans = {path: json.loads(_file(text, path)[0]) for path in paths}
+        pair = ["keepalived"] if role == "lb" and stack == "prod" else []  # prod runs a pair (lbCount 2)
+        assert plans["/etc/foobar/packages.json"]["packages"] == ROLE_PACKAGES[role] + pair
+        if AGENT_PACKAGES[role]:
+            assert plans["/etc/foobar/agent-packages.json"]["packages"] == AGENT_PACKAGES[role]
+        else:
+            assert "/etc/foobar/agent-packages.json" not in decoded_files(text)
         for plan in plans.values():
             assert 60 <= plan["deadline_s"] <= 3600, "bounded: a boot that can't install fails, visibly"
 
@@ -134,13 +143,16 @@ def test_boot_order(rendered: dict[tuple[str, str], str]) -> None:
         restart = runcmd.index(f"systemctl restart {daemon}")
         assert 1 < tls < runcmd.index(f"systemctl enable {daemon}") < restart
         # Monitoring after the daemon: a download that can never succeed doesn't keep the site down.
-        agent = runcmd.index(f"{BOOT} install /etc/foobar/agent-packages.json")
-        assert restart < agent < len(runcmd) - 1
+        agent = runcmd.index(
+            f"{BOOT} install /etc/foobar/agent-packages.json" if AGENT_PACKAGES[role] else MONITORING_SETUP
+        )
+        assert restart < agent <= len(runcmd) - 1
         assert runcmd[-1] == "/usr/local/sbin/foobar-monitoring-setup", "the agent starts last, after the daemon"
         if role == "lb":
             # HAProxy binds its stats listener to the private address: learnt before it starts.
             assert runcmd[2] == f"{BOOT} private-address /etc/foobar/private-address.json"
-            assert restart < runcmd.index("systemctl start --no-block foobar-discovery.service") < agent
+            (start,) = [n for n, step in enumerate(runcmd) if step.startswith("systemctl start --no-block ")]
+            assert restart < start < agent and "foobar-discovery.service" in runcmd[start].split()
         else:
             # Out of service until it answers: the hook after the daemon (and the app) start, and
             # before monitoring, which never keeps a server that answers out of service.
@@ -205,7 +217,8 @@ def test_boot_stops_at_a_step_that_gave_up(rendered: dict[tuple[str, str], str],
         status, calls = _run_boot_script(text, tmp / "abandoned", fail="launch-hook")
         assert status != 0 and f"systemctl restart {daemon}" in calls and "foobar-monitoring-setup" not in calls
     # The monitoring agent's packages or download failing: reported, but the daemon already runs.
-    for n, step in enumerate(("install /etc/foobar/agent-packages.json", "foobar-monitoring-setup")):
+    steps = ["install /etc/foobar/agent-packages.json"] if AGENT_PACKAGES[role] else []
+    for n, step in enumerate([*steps, "foobar-monitoring-setup"]):
         status, calls = _run_boot_script(text, tmp / f"no-agent-{n}", fail=step)
         assert status != 0 and f"systemctl restart {daemon}" in calls
 
@@ -565,7 +578,7 @@ def test_lb_takes_its_private_address_from_imds_before_haproxy_starts(
     base = {k: v for k, v in os.environ.items() if k != plan["name"]}
     for extra, ok in ((env, True), ({}, False)):
         result = subprocess.run(
-            ["haproxy", "-c", "-q", "-f", str(local_cfg)],
+            ["haproxy", "-c", "-q", "-f", str(local_cfg), "-f", str(peers_alone(tmp / "peers.cfg", "127.0.0.1"))],
             env={**base, **extra},
             capture_output=True,
             text=True,
@@ -612,21 +625,98 @@ def test_discovery_agent_runs_on_the_lb(rendered: dict[tuple[str, str], str], tm
         assert runcmd.index(f"{BOOT} fetch-app /etc/foobar/node-archive.json") < runcmd.index(
             "systemctl restart haproxy"
         )
-        assert "systemctl enable foobar-discovery.service" in runcmd
+        assert "foobar-discovery.service" in _enabled(runcmd)
         assert not [p for p in files if p.startswith("/opt/foobar/node/")], "no code inline"
-    # systemd itself reads the unit: no unknown key, no bad value.
-    (tmp / "foobar-discovery.service").write_bytes(
-        written_files(rendered["prod", "lb"])["/etc/systemd/system/foobar-discovery.service"][0]
-    )
+    unit_file = written_files(rendered["prod", "lb"])["/etc/systemd/system/foobar-discovery.service"][0]
+    _verify_units(tmp, {"foobar-discovery.service": unit_file})
+
+
+def _enabled(runcmd: list[str]) -> set[str]:
+    """The units the boot enables with `systemctl enable A B ...`."""
+    return {unit for step in runcmd if step.startswith("systemctl enable ") for unit in step.split()[2:]}
+
+
+def _verify_units(tmp: Path, units: dict[str, bytes]) -> None:
+    """systemd itself reads each unit: no unknown key, no bad value."""
+    for name, data in units.items():
+        (tmp / name).write_bytes(data)
     verify = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(tmp / "foobar-discovery.service")],
+        ["systemd-analyze", "verify", "--man=no", *(str(tmp / name) for name in units)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    problems = [line for line in verify.stderr.splitlines() if "foobar-discovery.service" in line]
+    problems = [line for line in verify.stderr.splitlines() if any(name in line for name in units)]
     assert verify.returncode == 0 and not problems, verify.stderr
+
+
+@pytest.mark.parametrize(("stack", "pair"), [("dev", False), ("prod", True)])
+def test_lb_runs_the_pair_agent_and_the_eip_reconcile(
+    rendered: dict[tuple[str, str], str], tmp: Path, stack: str, pair: bool
+) -> None:
+    """node.pair writes HAProxy's peers (and with a pair keepalived's config) before they start;
+    node.eip keeps the site's Elastic IP on the MASTER, or on the single LB; HAProxy loads the peers."""
+    text = rendered[stack, "lb"]
+    values = STACKS[stack]["lb"]
+    files = written_files(text)
+    unit = files["/etc/systemd/system/foobar-pair.service"][0].decode()
+    (command,) = re.findall(r"^ExecStart=(.+)$", unit, re.M)
+    argv = shlex.split(command)
+    assert argv[:3] == ["/usr/bin/python3", "-m", "node.pair"]
+    flags = [a for a in argv[3:] if a.startswith("--")]
+    args = dict(zip(argv[3::2], argv[4::2], strict=False))
+    assert args["--own-address"] == "${FOOBAR_PRIVATE_IP}"  # systemd expands it from the env file
+    assert (args["--source"], args["--stack"], args["--region"]) == ("ec2", stack, "eu-west-1")
+    assert args["--peers-file"] == c.HAPROXY_PEERS and args["--haproxy-config"] == c.HAPROXY_CFG
+    assert (args["--peers-cert"], args["--peers-ca"]) == (c.HAPROXY_INTERNAL_PEM, c.HAPROXY_CA)
+    assert args["--peers-verify-name"] == "lb.foobar.internal"
+    assert "Type=notify" in unit.splitlines() and "EnvironmentFile=/etc/foobar/private-address.env" in unit
+    assert "Before=haproxy.service" + (" keepalived.service" if pair else "") in unit
+    if pair:
+        assert "--no-keepalived" not in flags and args["--notify"] == r.EIP_NOTIFY
+        assert r.EIP_NOTIFY.startswith("/usr/bin/python3 /opt/foobar/node/eip.py --config /etc/foobar/eip.json")
+        dropin = files[r.KEEPALIVED_DROPIN][0].decode()
+        assert "After=haproxy.service foobar-pair.service" in dropin
+    else:
+        assert "--no-keepalived" in flags and "--notify" not in flags
+        assert r.KEEPALIVED_DROPIN not in files
+    eip = json.loads(files[r.EIP_CONFIG][0])
+    assert eip == {
+        "allocation-id": values.eip_allocation_id,
+        "stack": stack,
+        "region": "eu-west-1",
+        "single": not pair,
+    }
+    reconcile = files["/etc/systemd/system/foobar-eip.service"][0].decode()
+    assert "ExecStart=/usr/bin/python3 -m node.eip --config /etc/foobar/eip.json reconcile" in reconcile
+    assert "RuntimeDirectory=foobar" in reconcile and "Restart=always" in reconcile
+    haproxy = files[r.HAPROXY_DROPIN][0].decode()
+    assert f'Environment="CONFIG={c.HAPROXY_CFG} -f {c.HAPROXY_PEERS}"' in haproxy
+    assert "Wants=foobar-pair.service" in haproxy and "After=foobar-pair.service" in haproxy
+    enabled = _enabled(_runcmd(text))
+    assert {"foobar-pair.service", "foobar-eip.service"} <= enabled
+    assert ("keepalived.service" in enabled) is pair
+    _verify_units(
+        tmp,
+        {
+            name: files[f"/etc/systemd/system/{name}"][0]
+            for name in ("foobar-pair.service", "foobar-eip.service", "foobar-discovery.service")
+        },
+    )
+
+
+def test_lb_user_data_needs_the_sites_address() -> None:
+    """Without its Elastic IP's allocation id, a load balancer could never claim the site's address."""
+    lb = aws_lb(STACKS["prod"]["lb"])
+    with pytest.raises(ValueError, match=r"RoleValues\.eip_allocation_id: '' is not an Elastic IP allocation id"):
+        cloud_config(dataclasses.replace(lb, eip_allocation_id=""))
+    with pytest.raises(ValueError, match=r"RoleValues\.lb_count: 3"):
+        cloud_config(dataclasses.replace(lb, lb_count=3))
+    with pytest.raises(ValueError, match=r"RoleValues\.vpc_cidr: 'ten'"):
+        cloud_config(dataclasses.replace(lb, vpc_cidr="ten"))
+    with pytest.raises(ValueError, match=r"RoleValues\.eip_allocation_id: only the 'lb' role"):
+        cloud_config(dataclasses.replace(STACKS["prod"]["web"], eip_allocation_id="eipalloc-0a1b2c3d4e5f60718"))
 
 
 def test_lb_without_the_node_archive_is_refused_with_a_hint() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from node.discovery import Runtime
-from tests.configs.checks import Pki, check_haproxy, check_nginx
+from tests.configs.checks import Pki, check_haproxy, check_nginx, peers_alone
 from userdata import configs as c
 from userdata.site import SITE_DIR, build_site
 
@@ -118,8 +118,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[dict[s
         (run / "server-state").write_text("1\n")
         cfg = run / "haproxy.cfg"
         cfg.write_text(c.render_haproxy_cfg(haproxy))
-        check_haproxy(cfg)
-        procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL))
+        peers = peers_alone(run / "peers.cfg", LB)
+        check_haproxy(cfg, peers, LB)
+        procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(cfg), "-f", str(peers)], stdout=subprocess.DEVNULL))
         for host, port in ((WEB, BACKEND_PORT), (APP, BACKEND_PORT), (LB, HTTPS_PORT), (LB, STATS_PORT)):
             _wait_port(host, port)
         _fill_slots(run / "haproxy.sock", web=WEB, app=APP)
@@ -262,7 +263,8 @@ def test_haproxy_refuses_backend_with_wrong_certificate(stack: dict[str, Path], 
     )
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(c.render_haproxy_cfg(wrong).replace("inter 5s", "inter 200ms"))
-    proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL)
+    peers = peers_alone(tmp_path / "peers.cfg", "127.77.10.2")
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg), "-f", str(peers)], stdout=subprocess.DEVNULL)
     try:
         _wait_port("127.77.10.2", HTTPS_PORT)
         _fill_slots(tmp_path / "haproxy.sock", web=APP, app=APP)  # the app's certificate says app.foobar.internal

@@ -93,6 +93,7 @@ SERVICE_ALARMS = {
     "foobar-dev-web-in-service",
     "foobar-dev-app-in-service",
     "foobar-dev-db-replica-lag",
+    "foobar-dev-lb-refused",
 }
 
 
@@ -140,6 +141,10 @@ def test_the_alarms_the_design_asks_for(mocks: Recorder) -> None:
     assert [q["id"] for q in rate["metricQueries"] if q.get("returnData")] == ["pct"]
     assert by_name["foobar-dev-web-backend-down"]["dimensions"]["proxy"] == agent.HAPROXY_BACKENDS["web"]
     assert by_name["foobar-dev-app-server-down"]["dimensions"]["state"] == "DOWN"
+    # Refused at the door (429, 413, /readyz from outside): the design's "security incidents".
+    refused = by_name["foobar-dev-lb-refused"]
+    assert refused["metricName"] == "haproxy_frontend_requests_denied_total" and refused["statistic"] == "Sum"
+    assert refused["dimensions"]["proxy"] == agent.HAPROXY_FRONTEND and refused["threshold"] == 600
     assert by_name["foobar-dev-lb-0-status-check"]["metricName"] == "StatusCheckFailed"
     assert by_name["foobar-dev-lb-0-cpu"]["dimensions"] == {"InstanceId": "i-lb0"}
     # The groups: per group, not per member (members come and go).

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from local.mariadb import CertificateAuthority
+from tests.configs.checks import peers_alone
 from userdata import RoleValues
 from userdata import configs as c
 
@@ -49,7 +50,13 @@ def _config(tmp: Path) -> Path:
     )
     path = tmp / "haproxy.cfg"
     path.write_text(c.render_haproxy_cfg(cfg))
+    peers_alone(tmp / "peers.cfg", PRIVATE)
     return path
+
+
+def _files(path: Path) -> list[str]:
+    """haproxy.cfg and the peers file, as the load balancer's HAProxy loads them."""
+    return ["-f", str(path), "-f", str(path.with_name("peers.cfg"))]
 
 
 def _env(value: str | None) -> dict[str, str]:
@@ -61,7 +68,7 @@ def _env(value: str | None) -> dict[str, str]:
 def test_without_the_private_address_haproxy_refuses_to_start(tmp_path: Path, value: str | None) -> None:
     """An unset or empty variable would make the stats bind ':8404', every address: refused instead."""
     result = subprocess.run(
-        [HAPROXY, "-c", "-f", str(_config(tmp_path))], env=_env(value), capture_output=True, text=True, timeout=30
+        [HAPROXY, "-c", *_files(_config(tmp_path))], env=_env(value), capture_output=True, text=True, timeout=30
     )
     assert result.returncode != 0
     assert "FOOBAR_PRIVATE_IP is not set" in result.stdout + result.stderr
@@ -69,9 +76,9 @@ def test_without_the_private_address_haproxy_refuses_to_start(tmp_path: Path, va
 
 def test_stats_listen_on_the_private_address_only(tmp_path: Path) -> None:
     path = _config(tmp_path)
-    check = subprocess.run([HAPROXY, "-c", "-dW", "-q", "-f", str(path)], env=_env(PRIVATE), timeout=30)
+    check = subprocess.run([HAPROXY, "-c", "-dW", "-q", *_files(path)], env=_env(PRIVATE), timeout=30)
     assert check.returncode == 0
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(path)], env=_env(PRIVATE), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([HAPROXY, "-db", *_files(path)], env=_env(PRIVATE), stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while True:

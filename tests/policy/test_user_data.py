@@ -12,6 +12,7 @@ import yaml
 
 from policy.foobar_policies import ec2
 from tests.policy.adapter import Resource, analyze, crafted
+from userdata import for_ec2, from_ec2
 
 INSTANCE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -76,6 +77,16 @@ def test_packed_key_in_a_launch_template_is_reported() -> None:
     assert len(findings(user_data, LAUNCH_TEMPLATE)) == 1
 
 
+@pytest.mark.parametrize(("typ", "key"), [(LAUNCH_TEMPLATE, "userData"), (INSTANCE, "userDataBase64")])
+def test_a_key_in_gzipped_user_data_is_reported(typ: str, key: str) -> None:
+    """The program sends user-data gzipped (userdata.for_ec2): the pack reads what cloud-init will."""
+    user_data = cloud_config({"path": "/k", "content": PEM})
+    packed = for_ec2(user_data)
+    assert "PRIVATE KEY" not in packed
+    texts = [f.message for f in analyze(crafted([Resource(typ, "bad", {key: packed}, role="web")]), only=POLICY)]
+    assert len(texts) == 1, texts
+
+
 @pytest.mark.parametrize(
     ("path", "text", "what"),
     [
@@ -133,7 +144,7 @@ def test_the_programs_user_data_packs_files_and_passes(program: Any) -> None:
     servers = [r for r in resources if r.resource_type == INSTANCE]
     assert servers
     for res in servers:
-        doc = yaml.safe_load(res.props["userData"])
+        doc = yaml.safe_load(from_ec2(res.props["userDataBase64"]))
         assert any(f.get("encoding") == "gz+b64" for f in doc["write_files"]), res.name
     assert [f for f in all_findings if f.policy == POLICY] == []
 

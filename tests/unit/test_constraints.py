@@ -2529,12 +2529,14 @@ def _rule_key(x: Registration) -> tuple[Any, ...]:
 @row(
     "sg-rule",
     RULE_TYPES,
-    "exactly one peer; ports for tcp/udp/icmp (fromPort <= toPort), none for -1; a network CIDR; a description of "
-    "the SG charset; peers in the same VPC; no duplicate rules",
+    "exactly one peer; ports for tcp/udp/icmp (fromPort <= toPort), none for -1 nor for a protocol without ports "
+    "(VRRP, 112); a network CIDR; a description of the SG charset; peers in the same VPC; no duplicate rules",
     'pulumi_aws vpc.SecurityGroupIngressRule: "you *must* provide one of them [cidr_ipv4, cidr_ipv6, '
     'prefix_list_id, referenced_security_group_id]", "The `from_port` and `to_port` arguments are required unless '
-    '`ip_protocol` is set to `-1`"; EC2: "InvalidPermission.Duplicate"; Description: "Up to 255 characters ... '
-    'a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=;{}!$*"',
+    '`ip_protocol` is set to `-1`"; EC2 AuthorizeSecurityGroupIngress: "If you specify a protocol other than tcp, '
+    'udp, icmp, or icmpv6, traffic on all ports is allowed, regardless of any ports you specify" (and the provider '
+    'reads back -1, a null only when none was planned); EC2: "InvalidPermission.Duplicate"; Description: "Up to '
+    '255 characters ... a-z, A-Z, 0-9, spaces, and ._-:/()#,@[]+=;{}!$*"',
     [
         fake(
             INGRESS,
@@ -2555,6 +2557,8 @@ def _sg_rule(r: Registration, g: Graph) -> str | None:
     found = [f"peers {peers or 'none'}"] if len(peers) != 1 else []
     if protocol in ("-1", "all"):
         found += ["ports with ipProtocol -1"] if low is not None or high is not None else []
+    elif protocol not in ("tcp", "udp", "icmp", "icmpv6", "6", "17", "1", "58"):
+        found += [f"ports with ipProtocol {protocol} (it has none)"] if low is not None or high is not None else []
     elif protocol != "icmpv6" and (low is None or high is None or low > high):
         found.append(f"ports {low!r}-{high!r} for {protocol}")
     for key in ("cidrIpv4", "cidrIpv6"):

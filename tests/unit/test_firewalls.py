@@ -6,7 +6,17 @@ import ipaddress
 
 import pytest
 
-from components.firewalls import ALLOWED_FLOWS, ANYWHERE, GROUPS, RULES, format_rules
+from components.firewalls import (
+    ALLOWED_FLOWS,
+    ANYWHERE,
+    GROUPS,
+    LB_PEERS,
+    PORTLESS,
+    PROTOCOL_NAMES,
+    RULES,
+    VRRP,
+    format_rules,
+)
 from tests.unit.harness import Run
 
 RULE_TYPES = {
@@ -28,7 +38,7 @@ def group_names(r: Run) -> dict[str, str]:
     return {g.id: g.name.rsplit("-", 1)[1] for g in r.of_type("aws:ec2/securityGroup:SecurityGroup")}
 
 
-def reachability(r: Run) -> set[tuple[str, str, int]]:
+def reachability(r: Run) -> set[tuple[str, str, int | str]]:
     """(source, destination, port) pairs where the destination admits the source AND the source may send.
 
     A source is a group name or "internet"; a CIDR rule admits the internet when it covers a public
@@ -48,12 +58,14 @@ def reachability(r: Run) -> set[tuple[str, str, int]]:
             return not cidr.is_private or cidr.prefixlen == 0
         return vpc.subnet_of(cidr)
 
-    def ports(rule: dict[str, object]) -> range:
+    def ports(rule: dict[str, object]) -> list[int | str]:
         if rule["ipProtocol"] == "-1":
-            return range(0, 65536)
-        return range(int(rule["fromPort"]), int(rule["toPort"]) + 1)  # type: ignore[call-overload]
+            return [*range(0, 65536), *PROTOCOL_NAMES.values()]
+        if rule["ipProtocol"] in PROTOCOL_NAMES:  # a protocol without ports: AWS allows all of it
+            return [PROTOCOL_NAMES[str(rule["ipProtocol"])]]
+        return list(range(int(rule["fromPort"]), int(rule["toPort"]) + 1))  # type: ignore[call-overload]
 
-    flows: set[tuple[str, str, int]] = set()
+    flows: set[tuple[str, str, int | str]] = set()
     for rule in rules:
         if rule["direction"] != "ingress":
             continue
@@ -86,8 +98,9 @@ def test_registered_rules_are_exactly_the_table(stack_run: Run) -> None:
         peer = (
             names[str(rule["referencedSecurityGroupId"])] if rule.get("referencedSecurityGroupId") else rule["cidrIpv4"]
         )
-        assert rule["fromPort"] == rule["toPort"]
-        got.add((names[str(rule["securityGroupId"])], rule["direction"], rule["fromPort"], peer, rule["description"]))
+        assert rule.get("fromPort") == rule.get("toPort")
+        port = rule.get("fromPort", PORTLESS)
+        got.add((names[str(rule["securityGroupId"])], rule["direction"], port, peer, rule["description"]))
     assert got == {(r.group, r.direction, r.port, r.peer, r.description) for r in RULES}
 
 
@@ -100,9 +113,26 @@ def test_only_the_lb_takes_cidr_ingress_and_only_on_80_443(stack_run: Run) -> No
 
 def test_no_port_22_3389_and_no_all_traffic(stack_run: Run) -> None:
     for rule in registered_rules(stack_run):
+        if rule["ipProtocol"] == VRRP:
+            continue  # the next test: VRRP only between load balancers
         assert rule["ipProtocol"] == "tcp"
         assert not int(rule["fromPort"]) <= 22 <= int(rule["toPort"])  # type: ignore[call-overload]
         assert not int(rule["fromPort"]) <= 3389 <= int(rule["toPort"])  # type: ignore[call-overload]
+
+
+def test_vrrp_only_between_load_balancers_and_without_ports(stack_run: Run) -> None:
+    """keepalived's adverts (IP protocol 112) pass between members of the LB group and nowhere else;
+    a port on such a rule means nothing to AWS and would show as drift on every refresh."""
+    names = group_names(stack_run)
+    vrrp = [rule for rule in registered_rules(stack_run) if rule["ipProtocol"] == VRRP]
+    assert {(rule["direction"], names[str(rule["securityGroupId"])]) for rule in vrrp} == {
+        ("ingress", "lb"),
+        ("egress", "lb"),
+    }
+    for rule in vrrp:
+        assert names[str(rule["referencedSecurityGroupId"])] == "lb" and "cidrIpv4" not in rule
+        assert "fromPort" not in rule and "toPort" not in rule
+    assert {(src, dst) for src, dst, port in reachability(stack_run) if port in ("vrrp", LB_PEERS)} == {("lb", "lb")}
 
 
 def test_every_group_and_rule_has_a_description(stack_run: Run) -> None:

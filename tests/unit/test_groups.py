@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from components.groups import (
 from components.servers import RoleAccess
 from tests.unit.harness import Registration, Run, run
 from tests.unit.test_servers import policies_of
+from userdata import from_ec2
 
 TIERS = ("web", "app")
 
@@ -50,7 +50,7 @@ def test_launch_template_carries_the_hardening(stack_run: Run, tier: str) -> Non
     assert nic["securityGroups"] == [sg] and "vpcSecurityGroupIds" not in lt
     profile = next(p for p in stack_run.of_type("aws:iam/instanceProfile:InstanceProfile") if f"-{tier}-" in p.name)
     assert lt["iamInstanceProfile"]["arn"] == profile.outputs["arn"]
-    assert base64.b64decode(lt["userData"]).startswith(b"#cloud-config\n")
+    assert from_ec2(lt["userData"]).startswith("#cloud-config\n")  # gzip, then base64
     assert lt["updateDefaultVersion"] is True
 
 
@@ -155,7 +155,7 @@ def test_a_scaling_step_changes_no_server_and_no_template() -> None:
     (which `pulumi up` then leaves to the scaling policy), never the load balancer."""
     base, more = run("dev"), run("dev", webCount=3, webMax=4)
     assert group(more, "web").inputs["desiredCapacity"] == 3
-    lb = lambda r: [i.inputs["userData"] for i in r.of_type("aws:ec2/instance:Instance")]  # noqa: E731
+    lb = lambda r: [i.inputs["userDataBase64"] for i in r.of_type("aws:ec2/instance:Instance")]  # noqa: E731
     assert lb(base) == lb(more)
     assert template(base, "web").inputs == template(more, "web").inputs
     assert group(base, "web").protect is False

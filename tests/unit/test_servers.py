@@ -11,6 +11,7 @@ import pytest
 from components.servers import architecture
 from tests.configs.checks import decoded_files
 from tests.unit.harness import Run, run
+from userdata import from_ec2
 
 # A key block, a literal password value, or an AWS secret key; code that names a password is fine.
 SECRET = re.compile(
@@ -26,15 +27,15 @@ def instances(r: Run, role: str | None = None) -> list:
 
 def user_data(r: Run) -> dict[str, str]:
     """Every server's user-data by role: the load balancer's instance and the groups' templates."""
-    found = {i.name.split("-")[1]: i.inputs["userData"] for i in instances(r)}
+    found = {i.name.split("-")[1]: from_ec2(i.inputs["userDataBase64"]) for i in instances(r)}
     for lt in r.of_type("aws:ec2/launchTemplate:LaunchTemplate"):
-        found[lt.name.split("-")[1]] = base64.b64decode(lt.inputs["userData"]).decode()
+        found[lt.name.split("-")[1]] = from_ec2(lt.inputs["userData"])
     return found
 
 
 def test_counts_per_role(stack_run: Run) -> None:
     s = stack_run.namespace["settings"]
-    assert len(instances(stack_run, "lb")) == 1
+    assert len(instances(stack_run, "lb")) == s.lb_count
     assert not instances(stack_run, "web") and not instances(stack_run, "app")  # groups: tests/unit/test_groups.py
     assert set(user_data(stack_run)) == {"lb", "web", "app"} and s.web_count >= 1
 
@@ -56,8 +57,8 @@ def test_private_roles_sit_in_private_subnets_and_only_the_lb_has_an_eip(stack_r
     for inst in instances(stack_run):
         role = inst.name.split("-")[1]
         assert tier_of[inst.inputs["subnetId"]] == ("public" if role == "lb" else role)
-    eips = [e for e in stack_run.of_type("aws:ec2/eip:Eip") if "instance" in e.inputs]
-    assert [e.inputs["instance"] for e in eips] == [i.id for i in instances(stack_run, "lb")]
+    (eip,) = [e for e in stack_run.of_type("aws:ec2/eip:Eip") if e.name.endswith("-lb-address")]  # the site's
+    assert eip.inputs["domain"] == "vpc"
 
 
 def test_servers_have_no_fixed_address(stack_run: Run) -> None:

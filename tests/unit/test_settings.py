@@ -58,6 +58,9 @@ GOOD = [
     {"dbEngineVersion": "8.0", "dbReplicaEngineVersion": "8.4"},
     {"dbReplicaEngineVersion": "8.4"},
     {"dbPasswordVersion": 7, "dbApplyImmediately": "false"},
+    {"lbCount": 1},
+    {"lbCount": "2", "azCount": 2},
+    {"rateLimitRequests": 1000, "rateLimitConnections": 20, "rateLimitNewConnections": 50, "rateLimitPosts": 1},
 ]
 
 
@@ -121,6 +124,14 @@ BAD = [
     ("dbApplyImmediately", "soon", {}),
     ("dbPerformanceInsights", True, {"dbInstanceClass": "db.t4g.micro"}),
     ("webInstanceType", "t2.micro", {}),
+    ("lbCount", 0, {}),
+    ("lbCount", 3, {}),  # keepalived pairs two; a third LB would need its own EIP and DNS
+    ("lbCount", "two", {}),
+    ("rateLimitRequests", 5, {}),
+    ("rateLimitConnections", 1, {}),
+    ("rateLimitNewConnections", 0, {}),
+    ("rateLimitPosts", 0, {}),
+    ("rateLimitPosts", 1001, {}),
     ("domain", "the-public-site-of-the-foobar-project.customer-region.foobar-example.com", {}),
 ]
 

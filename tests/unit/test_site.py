@@ -53,7 +53,7 @@ COMPONENTS = {
     "foobar:network:Network",
     "foobar:firewalls:Firewalls",
     "foobar:certificates:Certificates",
-    "foobar:servers:Servers",
+    "foobar:edge:LoadBalancers",
     "foobar:groups:ServerGroup",
     "foobar:database:Database",
     "foobar:monitoring:Monitoring",
@@ -140,7 +140,7 @@ def test_with_a_hosted_zone_records_are_written_and_validated() -> None:
     assert validation.inputs["certificateArn"] == cert.outputs["arn"]
     assert validation.inputs["validationRecordFqdns"] == ["_x1.www.foobar.com."]
     domain = records["foobar-domain"]
-    (eip,) = [e for e in r.of_type("aws:ec2/eip:Eip") if "instance" in e.inputs]
+    (eip,) = [e for e in r.of_type("aws:ec2/eip:Eip") if e.name.endswith("-lb-address")]
     assert (
         domain["name"] == "www.foobar.com" and domain["type"] == "A" and domain["records"] == [eip.outputs["publicIp"]]
     )
@@ -156,14 +156,15 @@ def test_outputs_of_a_stack() -> pulumi.Output[None]:
     """Decorated so the assertion runs inside the program's Output graph."""
     r = run("prod")
     site = r.namespace["site"]
-    eip = next(e for e in r.of_type("aws:ec2/eip:Eip") if "instance" in e.inputs)
+    (eip,) = [e for e in r.of_type("aws:ec2/eip:Eip") if e.name.endswith("-lb-address")]
 
     def check(out: dict) -> None:
         assert out["url"] == "https://www.foobar.com/"
         assert out["lbPublicIp"] == eip.outputs["publicIp"]
         assert out["certificateArn"].startswith("arn:aws:acm:")
         assert out["dbWriterEndpoint"] != out["dbReaderEndpoint"]
-        assert {k: len(v) for k, v in out["instanceIds"].items()} == {"lb": 1}
+        assert {k: len(v) for k, v in out["instanceIds"].items()} == {"lb": 2}  # prod: a pair
+        assert out["lbAddressAllocationId"] == eip.outputs["allocationId"]
         groups = {g.outputs["name"] for g in r.of_type("aws:autoscaling/group:Group")}
         assert set(out["groupNames"]) == {"web", "app"} and set(out["groupNames"].values()) == groups
         assert set(out["securityGroupIds"]) == {"lb", "web", "app", "db"}
