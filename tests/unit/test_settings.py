@@ -10,6 +10,7 @@ import yaml
 
 from components.settings import ALLOWED, Settings, SettingsError, declared, load_settings
 from tests.unit.harness import ROOT, run
+from userdata import EdgeLimits
 
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
@@ -208,3 +209,8 @@ def test_stack_names_that_cannot_name_aws_resources_are_refused(stack: str) -> N
 @pytest.mark.parametrize("stack", ["dev", "prod", "pr-7", "pr-123456", "staging-eu-west-1"])
 def test_ordinary_stack_names_pass(stack: str) -> None:
     load_settings({}, stack=stack, zones=ZONES)
+
+
+def test_the_limits_documented_as_defaults_are_the_settings_defaults() -> None:
+    """userdata.EdgeLimits' defaults (the local site's, and the README's) are Pulumi.yaml's."""
+    assert load().edge_limits == EdgeLimits()
