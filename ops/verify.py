@@ -135,6 +135,29 @@ def check_instances(clients: Clients, instance_ids: dict[str, list[str]]) -> lis
     return findings
 
 
+def check_address(clients: Clients, allocation_id: str, public_ip: str, lb_ids: list[str]) -> list[Finding]:
+    """The site's Elastic IP is on a running load balancer of the stack (the MASTER claims it):
+    otherwise the site has no public address, whatever else is healthy."""
+    if not allocation_id:
+        return [Finding("site address", "-", "skip", "the outputs have no lbAddressAllocationId (an older stack)")]
+    ec2 = clients.client("ec2")
+    (address,) = ec2.describe_addresses(AllocationIds=[allocation_id])["Addresses"]
+    subject = f"{address.get('PublicIp', '?')} ({allocation_id})"
+    holder = address.get("InstanceId") or ""
+    if public_ip and address.get("PublicIp") != public_ip:
+        return [Finding("site address", subject, "fail", f"lbPublicIp is {public_ip}, not this address")]
+    if not holder:
+        why = "on no instance: the site has no public address (see journalctl -u foobar-eip on the load balancers)"
+        return [Finding("site address", subject, "fail", why)]
+    if holder not in lb_ids:
+        why = f"on {holder}, not a load balancer of the stack ({', '.join(lb_ids)})"
+        return [Finding("site address", subject, "fail", why)]
+    state = ec2.describe_instances(InstanceIds=[holder])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    if state != "running":
+        return [Finding("site address", subject, "fail", f"on {holder}, which is {state}")]
+    return [Finding("site address", subject, "ok", f"on load balancer {holder}")]
+
+
 def check_groups(clients: Clients, group_names: dict[str, str]) -> list[Finding]:
     """Each tier's Auto Scaling group exists and keeps at least its minimum in service; every member in
     service is running and passes both status checks."""
@@ -427,6 +450,12 @@ def run_checks(
     now = now or dt.datetime.now(dt.UTC)
     findings: list[Finding] = []
     findings += check_instances(clients, outputs["instanceIds"])
+    findings += check_address(
+        clients,
+        str(outputs.get("lbAddressAllocationId") or ""),
+        str(outputs.get("lbPublicIp") or ""),
+        list(outputs["instanceIds"].get("lb") or []),
+    )
     findings += check_groups(clients, outputs.get("groupNames") or {})
     findings += check_security_groups(clients, outputs["securityGroupIds"])
     findings += check_database(clients, outputs["dbWriterEndpoint"], outputs["dbReaderEndpoint"], expect, now)

@@ -157,13 +157,16 @@ def build(
     answer = ec2.run_instances(
         ImageId="ami-0123456789abcdef0",  # moto does not validate AMIs by default
         InstanceType="t3.micro",
-        MinCount=1,
-        MaxCount=1,
+        MinCount=2,  # the pair
+        MaxCount=2,
         SubnetId=subnet,
         SecurityGroupIds=[groups["lb"]],
         TagSpecifications=[{"ResourceType": "instance", "Tags": [*tags, {"Key": "role", "Value": "lb"}]}],
     )
     instances = {"lb": [i["InstanceId"] for i in answer["Instances"]]}
+    # The site's address, on the MASTER (node.eip claimed it).
+    address = ec2.allocate_address(Domain="vpc")
+    ec2.associate_address(AllocationId=address["AllocationId"], InstanceId=instances["lb"][0])
     autoscaling = boto3.client("autoscaling", region_name=REGION)
     group_names: dict[str, str] = {}
     for role, count in (("web", 1), ("app", 2)):
@@ -213,7 +216,8 @@ def build(
     describe = {d["DBInstanceIdentifier"]: d for d in rds.describe_db_instances()["DBInstances"]}
     outputs = {
         "url": "https://www.foobar.test/",
-        "lbPublicIp": "192.0.2.10",
+        "lbPublicIp": address["PublicIp"],
+        "lbAddressAllocationId": address["AllocationId"],
         "certificateArn": arn,
         "certificateValidationRecords": [],
         "internalCaCertPem": "",  # set below, from the CA that signs the leaves in SSM

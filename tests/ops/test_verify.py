@@ -137,6 +137,38 @@ def test_stopped_instance_is_reported(
     assert "state is stopped, expected running" in line
 
 
+def test_the_site_address_on_a_running_load_balancer_passes(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = verify(tmp_path, capsys, deployment.outputs)
+    assert code == EXIT_OK, out
+    assert any("site address" in line and "  OK  " in line for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("break_it", ["disassociate", "stop", "elsewhere"])
+def test_the_site_address_off_the_load_balancers_is_reported(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str], break_it: str
+) -> None:
+    """No MASTER holds the address (nothing claimed it, the holder stopped, someone moved it): the site
+    has no public address, whatever else is healthy."""
+    ec2 = deployment.ec2
+    allocation = deployment.outputs["lbAddressAllocationId"]
+    (address,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+    if break_it == "disassociate":
+        ec2.disassociate_address(AssociationId=address["AssociationId"])
+    elif break_it == "stop":
+        ec2.stop_instances(InstanceIds=[address["InstanceId"]])
+    else:
+        other = ec2.run_instances(ImageId="ami-0123456789abcdef0", InstanceType="t3.micro", MinCount=1, MaxCount=1)
+        ec2.associate_address(
+            AllocationId=allocation, InstanceId=other["Instances"][0]["InstanceId"], AllowReassociation=True
+        )
+    code, out = verify(tmp_path, capsys, deployment.outputs, "--skip-https")
+    assert code == EXIT_FAILED
+    (line,) = [line for line in fail_lines(out) if "site address" in line]
+    assert {"disassociate": "on no instance", "stop": "stopped", "elsewhere": "not a load balancer"}[break_it] in line
+
+
 def test_missing_replica_is_reported(
     deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
