@@ -11,6 +11,8 @@ import gzip
 from dataclasses import dataclass, field
 from typing import Literal
 
+import zopfli.gzip
+
 from app.config import MAX_BODY_BYTES
 
 Role = Literal["lb", "web", "app"]
@@ -98,8 +100,11 @@ class RoleValues:
 def for_ec2(text: str) -> str:
     """User-data as EC2 takes it: gzip, then base64. EC2 counts 16 KB before base64, and the per-file
     packing can't shrink the document itself; cloud-init inflates gzip before it reads the YAML.
-    No timestamp in the gzip header: the same text always gives the same bytes (no replacement)."""
-    return base64.b64encode(gzip.compress(text.encode(), compresslevel=9, mtime=0)).decode()
+
+    The same text must give the same bytes wherever `pulumi up` runs, or every server would be
+    replaced: zopfli (pinned, its own deflate code, no timestamp) rather than the system's zlib,
+    whose output may differ between builds (zlib-ng says so)."""
+    return base64.b64encode(zopfli.gzip.compress(text.encode(), numiterations=5)).decode()
 
 
 def from_ec2(encoded: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from tests.configs.checks import (
     written_files,
 )
 from tests.configs.conftest import ARN, STACKS
-from userdata import RoleValues, cloud_config, for_ec2
+from userdata import RoleValues, cloud_config, for_ec2, from_ec2
 from userdata import configs as c
 from userdata import render as r
 
@@ -692,7 +693,10 @@ def test_lb_runs_the_pair_agent_and_the_eip_reconcile(
     assert "ExecStart=/usr/bin/python3 -m node.eip --config /etc/foobar/eip.json reconcile" in reconcile
     assert "RuntimeDirectory=foobar" in reconcile and "Restart=always" in reconcile
     haproxy = files[r.HAPROXY_DROPIN][0].decode()
-    assert f'Environment="CONFIG={c.HAPROXY_CFG} -f {c.HAPROXY_PEERS}"' in haproxy
+    files_args = f"-f {c.HAPROXY_CFG} -f {c.HAPROXY_PEERS}"
+    assert f"ExecStart=/usr/sbin/haproxy -Ws {files_args} -p $PIDFILE $EXTRAOPTS" in haproxy.splitlines()
+    assert f"ExecReload=/usr/sbin/haproxy -Ws {files_args} -c -q $EXTRAOPTS" in haproxy.splitlines()
+    assert haproxy.count("ExecStart=\n") == 1 and haproxy.count("ExecReload=\n") == 1  # the packaged ones go
     assert "Wants=foobar-pair.service" in haproxy and "After=foobar-pair.service" in haproxy
     enabled = _enabled(_runcmd(text))
     assert {"foobar-pair.service", "foobar-eip.service"} <= enabled
@@ -746,3 +750,22 @@ def test_web_and_app_complete_their_launch_hook(rendered: dict[tuple[str, str], 
     assert plan["region"] == "eu-west-1" and plan["ca_file"] == r.INTERNAL_CA
     tls = json.loads(_file(text, "/etc/foobar/tls.json")[0])
     assert {"path": r.INTERNAL_CA, "parts": ["ca-cert"], "mode": 0o644} in tls["files"], "the CA it checks against"
+
+
+SAMPLE_USER_DATA = (
+    "#cloud-config\n# foobar web server of stack dev\nwrite_files:\n- path: /etc/foobar/packages.json\n"
+    '  content: \'{"packages":["nginx","python3-boto3"],"deadline_s":900}\'\nruncmd:\n- set -e\n'
+    "- [/usr/local/sbin/foobar-boot, install, /etc/foobar/packages.json]\n"
+) * 3
+
+
+def test_user_data_travels_as_the_same_bytes_everywhere() -> None:
+    """A byte of difference in what `pulumi up` sends replaces every server: the gzip must not depend
+    on the machine (its zlib build) or the time. Pinned: a change of compressor shows here first."""
+    sent = for_ec2(SAMPLE_USER_DATA)
+    assert hashlib.sha256(sent.encode()).hexdigest() == (
+        "4c0e707b5b413a95fe11933302c02ac3baf32986cb2c92d312ed86ae8c5830cf"
+    )
+    raw = base64.b64decode(sent)
+    assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\0\0\0\0", "gzip, with no timestamp"
+    assert from_ec2(sent) == SAMPLE_USER_DATA == gzip.decompress(raw).decode()
