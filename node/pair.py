@@ -55,8 +55,10 @@ PEERS_PORT = 10000
 """TCP port of HAProxy's peers (components.firewalls.LB_PEERS)."""
 VIRTUAL_ROUTER_ID = 51
 ADVERT_INT_S = 1
-PRIORITY = 100
-"""The same on both: no preemption, a tie goes to the higher address."""
+PRIORITY = 254
+"""The same on both: no preemption, a tie goes to the higher address. The highest a non-owner may
+have: a BACKUP's skew time, (256 - priority) / 256 s, is then 8 ms instead of 0.6 s at 100, both
+after a FAULT's priority-0 advert and after the 3 missed adverts of a dead MASTER."""
 VRRP_INSTANCE = "foobar"
 STATS_PORT = 8404
 """HAProxy's stats listener on the private address (userdata HaproxyConfig.stats_port): ``/healthz``."""

@@ -182,8 +182,8 @@ def test_keepalived_is_unicast_backup_nopreempt_at_equal_priority() -> None:
     for own, text in renders.items():
         lines = _lines(text)
         assert "state BACKUP" in lines and "nopreempt" in lines and "state MASTER" not in text
-        assert "priority 100" in lines and "advert_int 1" in lines and "virtual_router_id 51" in lines
-        assert f"unicast_src_ip {own}" in lines
+        assert "priority 254" in lines and "advert_int 1" in lines and "virtual_router_id 51" in lines
+        assert f"unicast_src_ip {own}" in lines and "check_unicast_src" in lines  # adverts from peers only
         assert _block(text, "unicast_peer") == [a for a in (A, B, C) if a != own]
         assert f"router_id {peer_name(own)}" in lines
         assert "enable_script_security" in lines and "script_user root" in lines
