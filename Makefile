@@ -1,5 +1,5 @@
 # The README's two commands: `make up` (the whole site on this machine) and `make test` (everything).
-.PHONY: bootstrap up down status scale roll test lint bench
+.PHONY: bootstrap up down status scale roll test lint bench failover
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -35,3 +35,7 @@ bench: bootstrap
 	.venv/bin/python bench/deploy_time.py
 	.venv/bin/python bench/loop_cost.py
 	.venv/bin/python bench/serve.py
+
+# The load-balancer pair in network namespaces (root): kill the MASTER's HAProxy, then the whole MASTER.
+failover: bootstrap
+	@.venv/bin/python -m local.pair demo
