@@ -407,7 +407,9 @@ class LocalSite:
         log = open(home / "haproxy.log", "ab")  # noqa: SIM115 - handed to the daemon
         subprocess.run([_which("haproxy") or "haproxy", "-c", "-q", *files], check=True)
         subprocess.Popen(
-            [_which("haproxy") or "haproxy", "-D", "-W", *files, "-p", str(home / "haproxy.pid")],
+            # Master-worker in the foreground (its own session): with -D, HAProxy points stdout, where
+            # it logs here, at /dev/null. The config's pidfile is the master's.
+            [_which("haproxy") or "haproxy", "-W", *files],
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -401,7 +401,7 @@ def _assert_haproxy_policy(cfg: str, values: RoleValues) -> None:
     assert f"ssl-default-bind-ciphers {c.TLS12_CIPHERS}" in lines
     assert "ssl-default-bind-curves X25519:prime256v1:secp384r1" in lines
     assert "http-request redirect scheme https code 308" in lines
-    assert 'http-response set-header Strict-Transport-Security "max-age=63072000; includeSubDomains"' in lines
+    assert 'http-after-response set-header Strict-Transport-Security "max-age=63072000; includeSubDomains"' in lines
     assert "http-response del-header Server" in lines
     assert "http-request use-service prometheus-exporter if { path /metrics }" in lines
     for role in ("web", "app"):
