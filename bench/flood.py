@@ -29,31 +29,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
-import math
 import multiprocessing
 import os
 import platform
-import re
 import shlex
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from local.site import Layout, LocalSite  # noqa: E402 - needs the repo root on sys.path first
+from local import flood  # noqa: E402 - needs the repo root on sys.path first
+from local.site import Layout, LocalSite  # noqa: E402
 from userdata import EdgeLimits  # noqa: E402
 
 LAYOUT = Layout(
@@ -78,141 +73,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-@dataclass(frozen=True)
-class Plan:
-    """``2 * cycles`` slices from ``start`` (wall clock, shared by the processes): idle ones (even) and
-    flood ones (odd) alternating."""
-
-    ca: str
-    path: str
-    start: float
-    slice_s: float
-    cycles: int
-
-    @property
-    def end(self) -> float:
-        return self.start + 2 * self.cycles * self.slice_s
-
-    def slice_of(self, t: float) -> int:
-        return math.floor((t - self.start) / self.slice_s)
-
-    def flooding(self, t: float) -> bool:
-        return 0 <= self.slice_of(t) < 2 * self.cycles and self.slice_of(t) % 2 == 1
-
-
-@dataclass
-class FloodResult:
-    sent: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-    retry_after: Counter[str] = field(default_factory=Counter)
-    reconnects: int = 0
-    late: bool = False
-
-
-@dataclass(frozen=True)
-class Sample:
-    sent_at: float
-    latency: float
-    status: int
-
-
-def _connection(ca: str, source: str) -> http.client.HTTPSConnection:
-    ctx = ssl.create_default_context(cafile=ca)
-    return http.client.HTTPSConnection(LAYOUT.lb, 443, context=ctx, timeout=10, source_address=(source, 0))
-
-
-def _get(conn: http.client.HTTPSConnection, path: str) -> tuple[int, str]:
-    """One GET on a kept-alive connection: the status and the Retry-After header ("" without one)."""
-    conn.request("GET", path)
-    resp = conn.getresponse()
-    resp.read()
-    return resp.status, resp.getheader("Retry-After") or ""
-
-
-def _ready(_: int) -> int:
-    """Warms a pool process before the plan's clock starts."""
-    time.sleep(0.3)
-    return os.getpid()
-
-
-def _flood(plan: Plan, source: str, rate: float, connections: int, part: int, parts: int) -> FloodResult:
-    """One flooder process: its ``connections`` threads take their turns among all ``parts`` processes'."""
-    os.nice(19)
-    result = FloodResult()
-    lock = threading.Lock()
-    conns = [_connection(plan.ca, source) for _ in range(connections)]
-    for conn in conns:
-        conn.connect()
-    result.late = time.time() > plan.start
-    total = connections * parts
-    interval = total / rate
-
-    def worker(k: int, conn: http.client.HTTPSConnection) -> None:
-        phase = (part * connections + k) / total
-        for flood_slice in range(1, 2 * plan.cycles, 2):
-            begin, stop = plan.start + flood_slice * plan.slice_s, plan.start + (flood_slice + 1) * plan.slice_s
-            i = 0
-            while (due := begin + (i + phase) * interval) < stop:
-                i += 1
-                if (wait := due - time.time()) > 0:
-                    time.sleep(wait)
-                if time.time() >= stop:
-                    break
-                try:
-                    status, retry_after = _get(conn, plan.path)
-                except (OSError, http.client.HTTPException):
-                    conn.close()
-                    with lock:
-                        result.reconnects += 1
-                    continue
-                with lock:
-                    result.sent += 1
-                    result.statuses[status] += 1
-                    if status == 429:
-                        result.retry_after[retry_after] += 1
-
-    threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for conn in conns:
-        conn.close()
-    return result
-
-
-def _normal(plan: Plan, source: str, rate: float, phase: float) -> tuple[bool, list[Sample]]:
-    """One normal client: a kept-alive connection (warmed up first), ``rate`` requests/s, each timed."""
-    conn = _connection(plan.ca, source)
-    for _ in range(3):
-        _get(conn, plan.path)
-    late = time.time() > plan.start
-    samples = []
-    i = 0
-    while (due := plan.start + (i + phase) / rate) < plan.end:
-        i += 1
-        if (wait := due - time.time()) > 0:
-            time.sleep(wait)
-        sent_at = time.time()
-        began = time.perf_counter()
-        status, _ = _get(conn, plan.path)
-        samples.append(Sample(sent_at, time.perf_counter() - began, status))
-    conn.close()
-    return late, samples
-
-
-def nearest_rank(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)] if ordered else float("nan")
-
-
 def static_asset(site_dir: Path) -> str:
-    found = sorted(
-        p.name for p in (site_dir / "www" / "static").glob("*.css") if re.search(r"\.[0-9a-f]{12}\.css$", p.name)
-    )
-    if not found:
-        raise BenchError(f"no fingerprinted .css under {site_dir / 'www' / 'static'}")
-    return f"/static/{found[0]}"
+    try:
+        return flood.static_asset(site_dir)
+    except LookupError as err:
+        raise BenchError(str(err)) from None
 
 
 def denied_total() -> float:
@@ -242,15 +107,15 @@ def run(site: LocalSite, args: argparse.Namespace) -> bool:
     normals = [f"127.2.0.{i}" for i in range(1, args.clients + 1)]
     size = args.flooders + args.clients
     with multiprocessing.get_context("spawn").Pool(size) as pool:
-        pool.map(_ready, range(size), chunksize=1)
+        pool.map(flood.ready, range(size), chunksize=1)
         denied_before = denied_total()
-        plan = Plan(ca, path, start=time.time() + 2.0, slice_s=args.slice, cycles=args.cycles)
+        plan = flood.Plan(LAYOUT.lb, ca, path, start=time.time() + 2.0, slice_s=args.slice, cycles=args.cycles)
         floods = [
-            pool.apply_async(_flood, (plan, FLOODER, args.rate, args.connections, part, args.flooders))
+            pool.apply_async(flood.flood, (plan, FLOODER, args.rate, args.connections, part, args.flooders))
             for part in range(args.flooders)
         ]
         clients = [
-            pool.apply_async(_normal, (plan, source, args.client_rate, k / args.clients))
+            pool.apply_async(flood.normal, (plan, source, args.client_rate, k / args.clients))
             for k, source in enumerate(normals)
         ]
         timeout = plan.end - time.time() + 30
@@ -271,13 +136,11 @@ def run(site: LocalSite, args: argparse.Namespace) -> bool:
     flood_s = args.cycles * args.slice
 
     samples = [s for _, client in normal for s in client]
-    same = [s for s in samples if plan.slice_of(s.sent_at) == plan.slice_of(s.sent_at + s.latency)]
-    idle = [s.latency * 1000 for s in same if not plan.flooding(s.sent_at)]
-    busy = [s.latency * 1000 for s in same if plan.flooding(s.sent_at)]
+    idle, busy = ([x * 1000 for x in side] for side in flood.split(plan, samples))
     normal_429 = sum(1 for s in samples if s.status == 429)
     normal_other = Counter(s.status for s in samples if s.status not in (200, 429))
-    p50_idle, p99_idle = nearest_rank(idle, 0.5), nearest_rank(idle, 0.99)
-    p50_busy, p99_busy = nearest_rank(busy, 0.5), nearest_rank(busy, 0.99)
+    p50_idle, p99_idle = flood.nearest_rank(idle, 0.5), flood.nearest_rank(idle, 0.99)
+    p50_busy, p99_busy = flood.nearest_rank(busy, 0.5), flood.nearest_rank(busy, 0.99)
     ratio = p99_busy / p99_idle if p99_idle else float("inf")
 
     print(

@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import math
 import multiprocessing
-import os
-import re
 import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from local import flood
 from local.site import Layout, LocalSite
 from node.discovery import Runtime
 from tests.local.support import running, tls_context
@@ -101,12 +98,7 @@ def ask(
 
 
 def static_asset(site: LocalSite) -> str:
-    """The fingerprinted stylesheet: a cheap path the load balancer sends to the web tier."""
-    found = sorted(
-        p.name for p in (site.dir / "www" / "static").glob("*.css") if re.search(r"\.[0-9a-f]{12}\.css$", p.name)
-    )
-    assert found, "the site build wrote no fingerprinted stylesheet"
-    return f"/static/{found[0]}"
+    return flood.static_asset(site.dir)
 
 
 def metric(name: str) -> float:
@@ -133,126 +125,7 @@ def wait_for_app_log(site: LocalSite, marker: str, timeout: float = 5.0) -> str:
         time.sleep(0.1)
 
 
-def nearest_rank(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-
 # -------------------------------------------------------- the flood: flooder and normal clients, each a process
-
-
-@dataclass(frozen=True)
-class Plan:
-    """When the flood runs: ``2 * CYCLES`` slices from ``start`` (wall clock, shared by the processes),
-    idle ones (even) and flood ones (odd) alternating."""
-
-    ca: str
-    path: str
-    start: float
-    slice_s: float = SLICE_S
-    cycles: int = CYCLES
-
-    @property
-    def end(self) -> float:
-        return self.start + 2 * self.cycles * self.slice_s
-
-    def slice_of(self, t: float) -> int:
-        return math.floor((t - self.start) / self.slice_s)
-
-    def flooding(self, t: float) -> bool:
-        return 0 <= self.slice_of(t) < 2 * self.cycles and self.slice_of(t) % 2 == 1
-
-
-@dataclass
-class FloodResult:
-    sent: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-    retry_after: Counter[str] = field(default_factory=Counter)
-    """Retry-After values of the 429s ("" when one had none)."""
-    reconnects: int = 0
-    late: bool = False
-    """The process was not ready before the plan's start."""
-
-
-@dataclass
-class Sample:
-    sent_at: float
-    latency: float
-    status: int
-
-
-def _ready(_: int) -> int:
-    """Warms a pool process: this module is imported once its first task arrives."""
-    time.sleep(0.3)
-    return os.getpid()
-
-
-def _flood(plan: Plan, source: str, rate: float, connections: int) -> FloodResult:
-    """The flooder: ``connections`` keep-alive connections, ``rate`` requests/s in total during the flood
-    slices, nothing during the idle ones. It stands in for a client elsewhere on the internet, so its own
-    CPU here should not compete with the site's: it runs at the lowest priority."""
-    os.nice(19)
-    result = FloodResult()
-    lock = threading.Lock()
-    conns = [connection(plan.ca, source) for _ in range(connections)]
-    for conn in conns:
-        conn.connect()
-    result.late = time.time() > plan.start
-    interval = connections / rate
-
-    def worker(k: int, conn: http.client.HTTPSConnection) -> None:
-        for flood_slice in range(1, 2 * plan.cycles, 2):
-            begin, stop = plan.start + flood_slice * plan.slice_s, plan.start + (flood_slice + 1) * plan.slice_s
-            i = 0
-            while (due := begin + (i + k / connections) * interval) < stop:
-                i += 1
-                if (wait := due - time.time()) > 0:
-                    time.sleep(wait)
-                if time.time() >= stop:
-                    break
-                try:
-                    answer = ask(conn, "GET", plan.path)
-                except (OSError, http.client.HTTPException):
-                    conn.close()  # answered with a close: a new connection, as a client would
-                    with lock:
-                        result.reconnects += 1
-                    continue
-                with lock:
-                    result.sent += 1
-                    result.statuses[answer.status] += 1
-                    if answer.status == 429:
-                        result.retry_after[answer.headers.get("retry-after", "")] += 1
-
-    threads = [threading.Thread(target=worker, args=(k, c)) for k, c in enumerate(conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for conn in conns:
-        conn.close()
-    return result
-
-
-def _normal(plan: Plan, source: str, rate: float, phase: float) -> tuple[bool, list[Sample]]:
-    """A normal client: one keep-alive connection, ``rate`` requests/s from the plan's start to its end,
-    each request timed. Warmed up first (the handshake and HAProxy's first backend connection aren't
-    what is compared)."""
-    conn = connection(plan.ca, source)
-    for _ in range(3):
-        ask(conn, "GET", plan.path)
-    late = time.time() > plan.start
-    samples = []
-    i = 0
-    while (due := plan.start + (i + phase) / rate) < plan.end:
-        i += 1
-        if (wait := due - time.time()) > 0:
-            time.sleep(wait)
-        sent_at = time.time()
-        began = time.perf_counter()
-        answer = ask(conn, "GET", plan.path)
-        samples.append(Sample(sent_at, time.perf_counter() - began, answer.status))
-    conn.close()
-    return late, samples
 
 
 def test_a_flood_is_refused_and_a_normal_client_is_not_slowed(site: LocalSite) -> None:
@@ -261,15 +134,17 @@ def test_a_flood_is_refused_and_a_normal_client_is_not_slowed(site: LocalSite) -
     pool_size = 1 + NORMAL_CLIENTS
     # Processes, not threads: the timings of a client must not wait for another's turn at the GIL.
     with multiprocessing.get_context("spawn").Pool(pool_size) as pool:
-        pool.map(_ready, range(pool_size), chunksize=1)
-        plan = Plan(ca_file(site), static_asset(site), start=time.time() + 2.0)
-        flood = pool.apply_async(_flood, (plan, flooder, FLOOD_RATE, FLOOD_CONNECTIONS))
+        pool.map(flood.ready, range(pool_size), chunksize=1)
+        plan = flood.Plan(
+            LAYOUT.lb, ca_file(site), static_asset(site), start=time.time() + 2.0, slice_s=SLICE_S, cycles=CYCLES
+        )
+        flooding = pool.apply_async(flood.flood, (plan, flooder, FLOOD_RATE, FLOOD_CONNECTIONS))
         clients = [
-            pool.apply_async(_normal, (plan, source, NORMAL_RATE, k / NORMAL_CLIENTS))
+            pool.apply_async(flood.normal, (plan, source, NORMAL_RATE, k / NORMAL_CLIENTS))
             for k, source in enumerate(normals)
         ]
         timeout = plan.end - time.time() + 30
-        flooded = flood.get(timeout)
+        flooded = flooding.get(timeout)
         normal = [c.get(timeout) for c in clients]
 
     assert not flooded.late and not any(late for late, _ in normal), "a client was not ready before the start"
@@ -287,20 +162,10 @@ def test_a_flood_is_refused_and_a_normal_client_is_not_slowed(site: LocalSite) -
     samples = [s for _, client in normal for s in client]
     statuses = Counter(s.status for s in samples)
     assert statuses == Counter({200: len(samples)}), statuses
-    # A sample belongs to the slice it began and ended in (one that straddles a change is left out).
-    idle = [
-        s.latency
-        for s in samples
-        if not plan.flooding(s.sent_at) and plan.slice_of(s.sent_at) == plan.slice_of(s.sent_at + s.latency)
-    ]
-    busy = [
-        s.latency
-        for s in samples
-        if plan.flooding(s.sent_at) and plan.slice_of(s.sent_at) == plan.slice_of(s.sent_at + s.latency)
-    ]
+    idle, busy = flood.split(plan, samples)
     expected = CYCLES * SLICE_S * NORMAL_RATE * NORMAL_CLIENTS
     assert min(len(idle), len(busy)) >= 0.9 * expected, (len(idle), len(busy))
-    p99_idle, p99_busy = nearest_rank(idle, 0.99), nearest_rank(busy, 0.99)
+    p99_idle, p99_busy = flood.nearest_rank(idle, 0.99), flood.nearest_rank(busy, 0.99)
     print(  # shown with -s or -rP: what the run measured
         f"flooder: {flooded.sent} requests, {refused} refused of {over} over the limit,"
         f" {flooded.reconnects} reconnects;"
@@ -309,8 +174,8 @@ def test_a_flood_is_refused_and_a_normal_client_is_not_slowed(site: LocalSite) -
     )
     assert p99_busy <= 2 * p99_idle, (
         f"p99 {p99_busy * 1000:.2f} ms under flood, {p99_idle * 1000:.2f} ms idle"
-        f" ({len(busy)} and {len(idle)} samples; p50 {nearest_rank(busy, 0.5) * 1000:.2f}"
-        f" and {nearest_rank(idle, 0.5) * 1000:.2f} ms)"
+        f" ({len(busy)} and {len(idle)} samples; p50 {flood.nearest_rank(busy, 0.5) * 1000:.2f}"
+        f" and {flood.nearest_rank(idle, 0.5) * 1000:.2f} ms)"
     )
 
 
