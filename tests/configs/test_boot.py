@@ -25,6 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from local.mariadb import CertificateAuthority
+from tests.clock import Clock
 from tests.configs.checks import Pki, make_pki
 from userdata.render import APP_DIR, BOOT_MODULE, NODE_DIR, app_archive, node_archive, shipped_module
 from userdata.scripts import foobar_boot as boot
@@ -41,21 +42,6 @@ def _pair() -> tuple[str, str]:
 CERT, KEY = _pair()
 NEW_CERT, NEW_KEY = _pair()
 KEY_BODY = KEY.splitlines()[1]
-
-
-class Clock:
-    """A monotonic clock that moves only when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class FakeSsm:

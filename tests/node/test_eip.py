@@ -34,6 +34,7 @@ from node.eip import (
     read_state,
     write_atomic,
 )
+from tests.clock import Clock
 
 REGION = "eu-west-1"
 STACK = "prod"
@@ -76,28 +77,13 @@ def _fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
-class Clock:
-    """A monotonic clock that only moves when the code sleeps (or the test says so)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def _no_imds() -> str:
     raise AssertionError("the instance metadata service must not be asked")
 
 
 def _main(argv: list[str], **kwargs: Any) -> int:
     """main() on a clock of its own, so a claim that keeps failing never makes the test wait."""
-    clock = Clock()
+    clock = Clock(1000.0)
     return main(argv, **{"clock": clock, "sleep": clock.sleep, **kwargs})
 
 
@@ -220,7 +206,7 @@ class Site:
 
     def notify(self, lb: str, state: str) -> int:
         """keepalived's notify on ``lb``, on a clock of its own (a claim that fails never really waits)."""
-        clock = Clock()
+        clock = Clock(1000.0)
         return notify(self.settings(lb), state, ec2=self.ec2, instance_id=_no_imds, clock=clock, sleep=clock.sleep)
 
 
@@ -345,7 +331,7 @@ def test_without_an_instance_id_it_comes_from_imds(site: Site) -> None:
         asked.append(True)
         return site.lb1
 
-    clock = Clock()
+    clock = Clock(1000.0)
     notify(
         site.settings(site.lb1, instance_id=""),
         "MASTER",
@@ -364,7 +350,7 @@ def test_claim_retries_until_it_succeeds(site: Site) -> None:
         EndpointConnectionError(endpoint_url="https://ec2.eu-west-1.amazonaws.com"),
     ]
     attempts = _fail(site.ec2, "AssociateAddress", lambda: errors.pop(0) if errors else None)
-    clock = Clock()
+    clock = Clock(1000.0)
     assert notify(site.settings(site.lb1), "MASTER", ec2=site.ec2, clock=clock, sleep=clock.sleep) == 0
     assert attempts == [1, 2, 3]
     assert site.holder() == site.lb1
@@ -380,7 +366,7 @@ def test_claim_stops_once_the_state_file_no_longer_says_master(site: Site) -> No
         return _throttled()
 
     attempts = _fail(site.ec2, "AssociateAddress", keepalived_moves_on)
-    clock = Clock()
+    clock = Clock(1000.0)
     assert notify(settings, "MASTER", ec2=site.ec2, clock=clock, sleep=clock.sleep) == 0
     assert attempts == [1, 2]
     assert site.holder() == ""
@@ -389,7 +375,7 @@ def test_claim_stops_once_the_state_file_no_longer_says_master(site: Site) -> No
 
 def test_claim_gives_up_at_the_deadline_and_still_exits_0(site: Site, caplog: pytest.LogCaptureFixture) -> None:
     attempts = _fail(site.ec2, "AssociateAddress", _throttled)
-    clock = Clock()
+    clock = Clock(1000.0)
     start = clock.now
     with caplog.at_level(logging.INFO, logger="foobar.eip"):
         code = notify(
@@ -406,7 +392,7 @@ def test_claim_gives_up_at_the_deadline_and_still_exits_0(site: Site, caplog: py
 
 def test_claim_deadline_zero_is_one_attempt(site: Site) -> None:
     attempts = _fail(site.ec2, "AssociateAddress", _throttled)
-    clock = Clock()
+    clock = Clock(1000.0)
     settings = site.settings(site.lb1, claim_deadline=0)
     write_atomic(settings.state_file, "MASTER\n")
     assert not claim(site.ec2, settings, still_master=lambda: True, clock=clock, sleep=clock.sleep)
@@ -416,7 +402,7 @@ def test_claim_deadline_zero_is_one_attempt(site: Site) -> None:
 
 def test_notify_publishes_best_effort(site: Site) -> None:
     attempts = _fail(site.ec2, "CreateTags", lambda: _throttled("CreateTags"))
-    clock = Clock()
+    clock = Clock(1000.0)
     assert notify(site.settings(site.lb1), "MASTER", ec2=site.ec2, clock=clock, sleep=clock.sleep) == 0
     assert site.holder() == site.lb1  # the claim doesn't wait for the tag
     assert attempts == [1, 2, 3]
@@ -426,7 +412,7 @@ def test_notify_publishes_best_effort(site: Site) -> None:
 
 
 def _reconciler(site: Site, lb: str, clock: Clock | None = None, **overrides: Any) -> Reconciler:
-    r = Reconciler(site.settings(lb, **overrides), site.ec2, clock=clock or Clock())
+    r = Reconciler(site.settings(lb, **overrides), site.ec2, clock=clock or Clock(1000.0))
     r.prepare()
     return r
 
@@ -474,7 +460,7 @@ def test_split_brain_the_holder_wins_and_the_other_steps_down_then_returns(site:
         site.state_file(lb, "MASTER")
         site.set_tag(lb, "MASTER")
     site.move_to(site.lb1)
-    clock = Clock()
+    clock = Clock(1000.0)
     holder, other = _reconciler(site, site.lb1, clock, step_down_s=2), _reconciler(site, site.lb2, clock, step_down_s=2)
     assert site.fault(site.lb2) == "0\n"  # created at start: keepalived wants it to exist
 
@@ -501,7 +487,7 @@ def test_a_lasting_split_brain_doubles_the_hold_off(site: Site) -> None:
         site.state_file(lb, "MASTER")
         site.set_tag(lb, "MASTER")
     site.move_to(site.lb1)
-    clock = Clock()
+    clock = Clock(1000.0)
     other = _reconciler(site, site.lb2, clock, step_down_s=2, step_down_max_s=5)
     assert other.round().action == "step-down"
     assert other.fault_until == clock.now + 2
@@ -544,7 +530,7 @@ def test_a_failed_round_is_logged_and_the_next_one_repairs(site: Site, caplog: p
     site.state_file(site.lb1, "MASTER")
     errors: list[Exception] = [EndpointConnectionError(endpoint_url="https://ec2.eu-west-1.amazonaws.com")]
     _fail(site.ec2, "DescribeAddresses", lambda: errors.pop(0) if errors else None)
-    clock = Clock()
+    clock = Clock(1000.0)
     with caplog.at_level(logging.WARNING, logger="foobar.eip"):
         Reconciler(site.settings(site.lb1, interval=5), site.ec2, clock=clock).run(rounds=2, sleep=clock.sleep)
     assert any("round failed" in r.getMessage() for r in caplog.records)
@@ -555,7 +541,7 @@ def test_a_failed_round_is_logged_and_the_next_one_repairs(site: Site, caplog: p
 def test_a_leftover_step_down_is_lifted_and_stopping_lifts_one(site: Site) -> None:
     settings = site.settings(site.lb2, step_down_s=3)
     write_atomic(settings.fault_file, "1\n")  # the service restarted while stepped down
-    clock = Clock()
+    clock = Clock(1000.0)
     r = Reconciler(settings, site.ec2, clock=clock)
     r.prepare()
     assert settings.fault_file.read_text() == "1\n"
