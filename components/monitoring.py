@@ -18,6 +18,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import DEFAULT_THRESHOLDS as _T
+from components.alarms import PERIOD, CloudWatchAlarm, Thresholds, cloudwatch_alarms
 from components.kms import account_administers_key
 from components.settings import EMAIL, LOG_RETENTION_DAYS
 from userdata.agent import (
@@ -44,8 +46,6 @@ AWS_METRICS: dict[tuple[str, str], tuple[tuple[str, ...], ...]] = {
 
 EC2 aggregates its instance metrics per Auto Scaling group (``AutoScalingGroupName``); the group
 metrics need the group's ``enabled_metrics``."""
-
-PERIOD = 60
 
 
 def dashboard_name(stack: str) -> str:
@@ -77,17 +77,22 @@ class MonitoringArgs:
     provider: pulumi.ProviderResource
     """The provider tagged role=monitoring."""
     partition: str = "aws"
-    cpu_alarm_percent: float = 80.0
-    disk_alarm_percent: float = 85.0
-    db_connections_alarm: int = 50
+    # The defaults live in components.alarms.Thresholds, which both renderings (CloudWatch, Prometheus) read.
+    cpu_alarm_percent: float = _T.cpu_percent
+    disk_alarm_percent: float = _T.disk_percent
+    db_connections_alarm: int = _T.db_connections
     """Alarm above this many connections; db.t4g.micro allows about 80."""
-    db_free_storage_alarm_ratio: float = 0.1
+    db_free_storage_alarm_ratio: float = _T.db_free_storage_ratio
     """Alarm when free storage falls below this share of the allocated storage."""
-    replica_lag_alarm_seconds: int = 60
-    lb_5xx_alarm_percent: float = 5.0
-    refused_alarm_per_minute: int = 600
+    replica_lag_alarm_seconds: int = _T.replica_lag_seconds
+    lb_5xx_alarm_percent: float = _T.lb_5xx_percent
+    refused_alarm_per_minute: int = _T.refused_per_minute
     """Alarm when the load balancers refuse more requests than this per minute (10 a second) for 5 minutes:
     a flood or a scan at the door, the design's "security incident"."""
+
+    def thresholds(self) -> Thresholds:
+        """The numbers the alarm table reads, for CloudWatch here and for the local Prometheus."""
+        return Thresholds.from_args(self)
 
     def validate(self) -> None:
         """Bad input stops here with a message naming the argument."""
@@ -356,219 +361,30 @@ class Monitoring(pulumi.ComponentResource):
 
         self.alarm_names = []
 
-        def alarm(suffix: str, description: str, *, announce_ok: bool = False, **kw: Any) -> None:
-            """announce_ok: also notify when it clears. Only service-level alarms do, so a deploy that
-            replaces servers doesn't flood the subscription with OK messages of new per-host alarms."""
-            alarm_name = f"{prefix}-{suffix}"
-            self.alarm_names.append(alarm_name)
-            if "metric_queries" not in kw:  # with metric queries, the period lives in each query
-                kw.setdefault("period", PERIOD)
-            kw.setdefault("treat_missing_data", "missing")
+        def alarm(spec: CloudWatchAlarm) -> None:
+            """One row of the alarm table (components/alarms.py), expanded; only service-level rows also
+            notify when they clear (``announce_ok``)."""
+            self.alarm_names.append(spec.name)
+            kw = dict(spec.kwargs)
+            if "metric_queries" in kw:
+                kw["metric_queries"] = [_query(q) for q in kw["metric_queries"]]
             aws.cloudwatch.MetricAlarm(
-                f"{name}-{suffix}",
-                name=alarm_name,
-                alarm_description=description,
+                f"{name}-{spec.suffix}",
+                name=spec.name,
+                alarm_description=spec.description,
                 alarm_actions=[topic.arn],
-                ok_actions=[topic.arn] if announce_ok else [],
+                ok_actions=[topic.arn] if spec.announce_ok else [],
                 opts=child,
                 **kw,
             )
 
-        def query(qid: str, metric: str, dims: Mapping[str, str], stat: str = "Sum") -> Any:
-            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                id=qid,
-                return_data=False,
-                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace=NAMESPACE, metric_name=metric, dimensions=dict(dims), period=PERIOD, stat=stat
-                ),
-            )
-
-        fe = HAPROXY_FRONTEND
-        alarm(
-            "lb-5xx-rate",
-            f"More than {args.lb_5xx_alarm_percent}% of the load balancer's answers are 5xx",
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.lb_5xx_alarm_percent,
-            evaluation_periods=5,
-            datapoints_to_alarm=3,
-            treat_missing_data="notBreaching",
-            announce_ok=True,
-            metric_queries=[
-                query("e", "haproxy_frontend_http_responses_total", _lb(s, proxy=fe, code="5xx")),
-                query("r", "haproxy_frontend_http_requests_total", _lb(s, proxy=fe)),
-                aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                    id="pct", expression="IF(r > 0, 100 * FILL(e, 0) / r, 0)", label="5xx %", return_data=True
-                ),
-            ],
-        )
-        alarm(
-            "lb-refused",
-            f"The load balancers refuse more than {args.refused_alarm_per_minute} requests a minute"
-            " (per-client limits, bodies too big, /readyz from outside): a flood or a scan",
-            namespace=NAMESPACE,
-            metric_name="haproxy_frontend_requests_denied_total",
-            dimensions=_lb(s, proxy=fe),
-            statistic="Sum",
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.refused_alarm_per_minute,
-            evaluation_periods=5,
-            datapoints_to_alarm=5,
-            treat_missing_data="notBreaching",
-            announce_ok=True,
-        )
-        for tier, be in HAPROXY_BACKENDS.items():
-            alarm(
-                f"{tier}-backend-down",
-                f"HAProxy has no healthy {tier} server: the {tier} tier is down",
-                namespace=NAMESPACE,
-                metric_name="haproxy_backend_active_servers",
-                dimensions=_lb(s, proxy=be),
-                statistic="Minimum",
-                comparison_operator="LessThanThreshold",
-                threshold=1,
-                evaluation_periods=2,
-                announce_ok=True,
-            )
-            alarm(
-                f"{tier}-server-down",
-                f"At least one {tier} server fails HAProxy's health check",
-                namespace=NAMESPACE,
-                metric_name="haproxy_server_status",
-                dimensions=_lb(s, proxy=be, state="DOWN"),
-                statistic="Maximum",
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                threshold=1,
-                evaluation_periods=3,
-                treat_missing_data="notBreaching",
-            )
-
-        for role in ROLES:
-            for i, iid in enumerate(args.instance_ids.get(role, ())):
-                alarm(
-                    f"{role}-{i}-status-check",
-                    f"{role} server {i} fails its EC2 status checks",
-                    namespace="AWS/EC2",
-                    metric_name="StatusCheckFailed",
-                    dimensions={"InstanceId": iid},
-                    statistic="Maximum",
-                    comparison_operator="GreaterThanOrEqualToThreshold",
-                    threshold=1,
-                    evaluation_periods=2,
-                    # A new instance has no data yet: that is not a failed check.
-                    treat_missing_data="missing",
-                )
-                alarm(
-                    f"{role}-{i}-cpu",
-                    f"{role} server {i} CPU above {args.cpu_alarm_percent}% for 5 minutes",
-                    namespace="AWS/EC2",
-                    metric_name="CPUUtilization",
-                    dimensions={"InstanceId": iid},
-                    statistic="Average",
-                    comparison_operator="GreaterThanThreshold",
-                    threshold=args.cpu_alarm_percent,
-                    evaluation_periods=5,
-                )
-                alarm(
-                    f"{role}-{i}-disk",
-                    f"{role} server {i} root disk above {args.disk_alarm_percent}% used",
-                    namespace=NAMESPACE,
-                    metric_name="disk_used_percent",
-                    dimensions={"InstanceId": iid},
-                    statistic="Maximum",
-                    comparison_operator="GreaterThanThreshold",
-                    threshold=args.disk_alarm_percent,
-                    evaluation_periods=5,
-                )
-
-        for tier, group in args.group_names.items():
-            dims = {"AutoScalingGroupName": group}
-            alarm(
-                f"{tier}-in-service",
-                f"Fewer than {args.group_min_sizes[tier]} {tier} servers in service for 10 minutes",
-                namespace="AWS/AutoScaling",
-                metric_name="GroupInServiceInstances",
-                dimensions=dims,
-                statistic="Minimum",
-                comparison_operator="LessThanThreshold",
-                threshold=args.group_min_sizes[tier],
-                evaluation_periods=10,
-                announce_ok=True,
-            )
-            alarm(
-                f"{tier}-status-check",
-                f"A {tier} server keeps failing its EC2 status checks (the group should have replaced it)",
-                namespace="AWS/EC2",
-                metric_name="StatusCheckFailed",
-                dimensions=dims,
-                statistic="Maximum",
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                threshold=1,
-                evaluation_periods=15,
-            )
-            alarm(
-                f"{tier}-cpu",
-                f"{tier} servers average above {args.cpu_alarm_percent}% CPU for 15 minutes (at their maximum size?)",
-                namespace="AWS/EC2",
-                metric_name="CPUUtilization",
-                dimensions=dims,
-                statistic="Average",
-                comparison_operator="GreaterThanThreshold",
-                threshold=args.cpu_alarm_percent,
-                evaluation_periods=15,
-            )
-
-        free_bytes = int(args.db_allocated_storage_gib * args.db_free_storage_alarm_ratio * 1024**3)
-        dbs: list[tuple[str, pulumi.Input[str]]] = [("db-primary", args.db_primary_identifier)]
+        dbs: list[tuple[str, pulumi.Input[str]]] = [("primary", args.db_primary_identifier)]
         if args.db_replica_identifier is not None:
-            dbs.append(("db-replica", args.db_replica_identifier))
-        for which, ident in dbs:
-            dims = {"DBInstanceIdentifier": ident}
-            alarm(
-                f"{which}-cpu",
-                f"{which} CPU above {args.cpu_alarm_percent}% for 5 minutes",
-                namespace="AWS/RDS",
-                metric_name="CPUUtilization",
-                dimensions=dims,
-                statistic="Average",
-                comparison_operator="GreaterThanThreshold",
-                threshold=args.cpu_alarm_percent,
-                evaluation_periods=5,
-            )
-            alarm(
-                f"{which}-free-storage",
-                f"{which} has less than {args.db_free_storage_alarm_ratio:.0%} of its allocated storage free",
-                namespace="AWS/RDS",
-                metric_name="FreeStorageSpace",
-                dimensions=dims,
-                statistic="Minimum",
-                comparison_operator="LessThanThreshold",
-                threshold=free_bytes,
-                evaluation_periods=3,
-            )
-            alarm(
-                f"{which}-connections",
-                f"{which} has more than {args.db_connections_alarm} connections",
-                namespace="AWS/RDS",
-                metric_name="DatabaseConnections",
-                dimensions=dims,
-                statistic="Maximum",
-                comparison_operator="GreaterThanThreshold",
-                threshold=args.db_connections_alarm,
-                evaluation_periods=3,
-            )
-        if args.db_replica_identifier is not None:
-            alarm(
-                "db-replica-lag",
-                f"The read replica is more than {args.replica_lag_alarm_seconds} s behind the primary",
-                namespace="AWS/RDS",
-                metric_name="ReplicaLag",
-                dimensions={"DBInstanceIdentifier": args.db_replica_identifier},
-                statistic="Maximum",
-                comparison_operator="GreaterThanThreshold",
-                threshold=args.replica_lag_alarm_seconds,
-                evaluation_periods=5,
-                announce_ok=True,
-            )
+            dbs.append(("replica", args.db_replica_identifier))
+        for spec in cloudwatch_alarms(
+            s, args.thresholds(), instance_ids=args.instance_ids, group_names=args.group_names, databases=dbs
+        ):
+            alarm(spec)
 
         self.dashboard_name = dashboard_name(s)
         ids = {role: list(ids) for role, ids in args.instance_ids.items()}
@@ -594,6 +410,15 @@ class Monitoring(pulumi.ComponentResource):
                 "alarmNames": self.alarm_names,
             }
         )
+
+
+def _query(query: Mapping[str, Any]) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+    """A metric query of the table as the provider's input type."""
+    q = dict(query)
+    metric = q.pop("metric", None)
+    if metric is not None:
+        q["metric"] = aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(**metric)
+    return aws.cloudwatch.MetricAlarmMetricQueryArgs(**q)
 
 
 def _key_policy(args: MonitoringArgs, prefix: str) -> dict[str, Any]:
