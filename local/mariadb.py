@@ -506,6 +506,31 @@ class MariaDB:
         self.execute("ALTER USER %s@%s IDENTIFIED BY %s REQUIRE SSL", (user, host, password))
         self.execute("GRANT REPLICATION SLAVE ON *.* TO %s@%s", (user, host))
 
+    def create_monitor_user(self, user: str, password: str, host: str = "%") -> None:
+        """The mysqld exporter's account: PROCESS, REPLICATION CLIENT (and SLAVE MONITOR), SELECT, TLS
+        required (idempotent; resets the password). The password goes as a placeholder, so it is in no log."""
+        _check_identifier("user", user)
+        self.execute(
+            "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s REQUIRE SSL WITH MAX_USER_CONNECTIONS 3",
+            (user, host, password),
+        )
+        self.execute("ALTER USER %s@%s IDENTIFIED BY %s REQUIRE SSL", (user, host, password))
+        # MariaDB 10.5+ split SLAVE MONITOR (SHOW SLAVE STATUS) out of REPLICATION CLIENT.
+        self.execute("GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, SELECT ON *.* TO %s@%s", (user, host))
+
+    def write_exporter_cnf(self, path: Path, account: MonitorAccount) -> Path:
+        """The mysqld exporter's client file (mode 0600): this server over TLS verified against the CA."""
+        text = (
+            "[client]\n"
+            f"user={account.user}\n"
+            f"password={account.password}\n"
+            f"host={self.address}\n"
+            f"port={self.port}\n"
+            f"ssl-ca={self.tls.ca}\n"
+        )
+        write_private(Path(path), text.encode())
+        return Path(path)
+
     def replicate_from(self, primary: MariaDB, user: str, password: str, timeout: float = 60.0) -> None:
         """Point this replica at ``primary`` over verified TLS (GTID) and wait until both threads run.
 
@@ -581,6 +606,17 @@ class AppAccount:
         return f"AppAccount(database={self.database!r}, user={self.user!r}, password='***')"
 
 
+@dataclass(frozen=True)
+class MonitorAccount:
+    """The mysqld exporters' account, created on the primary and replicated to the replica."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"MonitorAccount(user={self.user!r}, password='***')"
+
+
 def start_pair(
     base_dir: Path,
     primary_addr: str,
@@ -589,6 +625,7 @@ def start_pair(
     ca: CertificateAuthority,
     *,
     app: AppAccount | None = None,
+    monitor: MonitorAccount | None = None,
     replica_port: int | None = None,
     server_names: Sequence[str] = ("localhost",),
     timeout: float = 60.0,
@@ -597,8 +634,9 @@ def start_pair(
 
     Server certificates are issued by ``ca`` with the server's address (and ``server_names``) as SANs.
     With ``app`` the database and user are created on the primary and the call returns only once the
-    replica has them too. Idempotent: on existing folders it restarts the servers and re-points the
-    replica (with a fresh replication password). On any failure both servers are stopped again.
+    replica has them too; likewise ``monitor``'s account (the mysqld exporters'). Idempotent: on existing
+    folders it restarts the servers and re-points the replica (with a fresh replication password). On any
+    failure both servers are stopped again.
     """
     base = Path(base_dir)
     servers: list[MariaDB] = []
@@ -621,6 +659,8 @@ def start_pair(
         primary.create_replication_user("replicator", repl_password)
         if app is not None:
             primary.create_database(app.database, app.user, app.password)
+        if monitor is not None:
+            primary.create_monitor_user(monitor.user, monitor.password)
         replica.replicate_from(primary, "replicator", repl_password, timeout)
         replica.wait_caught_up(primary, timeout)
         return primary, replica

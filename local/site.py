@@ -6,6 +6,8 @@ Each server gets its own loopback address, like its own host in the VPC:
     nginx web i    127.0.20.i   :443, stub_status :8081
     nginx app 1    127.0.30.1   :443, stub_status :8081, gunicorn on :8000 behind it
     MariaDB        127.0.50.1 (primary) and 127.0.50.2 (replica) :3306, TLS required
+    Prometheus     127.0.60.1   :9090, its node exporter :9100; each nginx has an exporter on its own
+                   address :9113, each database one on :9104 (``local.monitoring``)
 
 Certificates come from a local internal CA (ECDSA P-256), as on AWS. State lives in one folder
 (``.local-site/`` by default); ``down`` stops everything that ``up`` started and nothing else.
@@ -38,6 +40,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from local.monitoring import BINARIES as MONITORING_BINARIES
+from local.monitoring import DATABASES, Monitoring
 from node.discovery import MAX_MEMBERS, FileSource, Member, Runtime, RuntimeError_, Slot
 from node.pair import PEERS_PORT, PairConfig, render_peers
 from userdata import EdgeLimits
@@ -50,6 +54,7 @@ BINARIES = {
     "nginx": "nginx-light",
     "mariadbd": "mariadb-server",
     "mariadb-install-db": "mariadb-server",
+    **MONITORING_BINARIES,
 }
 
 
@@ -83,6 +88,20 @@ class Layout:
     inside: str = "127.0.0.0/16"
     """The local "VPC": every server's address is in it. A client from another loopback address
     (127.1.0.1, say) comes from "the internet" and, like one, gets no answer from /readyz."""
+    monitor_address: str = ""
+    """Prometheus and the node exporter; '' is the load balancer's address 50 up in the third byte
+    (127.0.10.1 -> 127.0.60.1), so a layout of other addresses gets a Prometheus of its own."""
+    prometheus_port: int = 9090
+    node_exporter_port: int = 9100
+    nginx_exporter_port: int = 9113
+    mysqld_exporter_port: int = 9104
+
+    @property
+    def monitor(self) -> str:
+        if self.monitor_address:
+            return self.monitor_address
+        a, b, c, d = self.lb.split(".")
+        return f"{a}.{b}.{(int(c) + 50) % 256}.{d}"
 
     @property
     def url(self) -> str:
@@ -96,16 +115,24 @@ class Layout:
         return ipaddress.IPv4Network(f"{self.initial(tier)[0]}/24", strict=False)
 
     def reserved(self) -> set[str]:
-        return {self.lb, self.db_primary, self.db_replica}
+        return {self.lb, self.db_primary, self.db_replica, self.monitor}
 
     def listeners(self) -> list[tuple[str, str, int]]:
         """(who, address, port) of every socket the site opens."""
         out = [("haproxy", self.lb, p) for p in (self.http_port, self.https_port, self.stats_port, PEERS_PORT)]
         for i, a in enumerate(self.web, 1):
             out += [(f"web{i}", a, self.https_port), (f"web{i}", a, self.status_port)]
+            out += [(f"web{i}-exporter", a, self.nginx_exporter_port)]
         for i, a in enumerate(self.app, 1):
             out += [(f"app{i}", a, self.https_port), (f"app{i}", a, self.status_port), (f"app{i}", a, self.app_port)]
+            out += [(f"app{i}-exporter", a, self.nginx_exporter_port)]
         out += [("mariadb-primary", self.db_primary, self.db_port), ("mariadb-replica", self.db_replica, self.db_port)]
+        out += [("mysqld-exporter-primary", self.db_primary, self.mysqld_exporter_port)]
+        out += [("mysqld-exporter-replica", self.db_replica, self.mysqld_exporter_port)]
+        out += [
+            ("prometheus", self.monitor, self.prometheus_port),
+            ("node-exporter", self.monitor, self.node_exporter_port),
+        ]
         return out
 
 
@@ -294,6 +321,7 @@ class LocalSite:
         self.admin_socket = self.lb_home / "admin.sock"
         self.server_state = self.lb_home / "server-state"
         self.say = say or (lambda line: None)
+        self.monitoring = Monitoring(self.dir / "monitoring", self.layout)
 
     # ---- status -------------------------------------------------------------------------------
     def running(self) -> dict[str, bool]:
@@ -305,7 +333,7 @@ class LocalSite:
             return "local site: not running"
         state = State.load(self.state_file)
         lines = [f"local site: {state.url}"]
-        lines += [f"  {name:<16} {'running' if ok else 'DEAD'}" for name, ok in sorted(procs.items())]
+        lines += [f"  {name:<24} {'running' if ok else 'DEAD'}" for name, ok in sorted(procs.items())]
         lines += [f"  {tier}: {self._describe(state, tier)}" for tier in TIERS if state.servers.get(tier)]
         return "\n".join(lines)
 
@@ -331,7 +359,7 @@ class LocalSite:
         return state.url
 
     def _up(self, state: State) -> None:
-        from local.mariadb import AppAccount, CertificateAuthority, start_pair, write_private
+        from local.mariadb import AppAccount, CertificateAuthority, MonitorAccount, start_pair, write_private
         from userdata.configs import HaproxyConfig, render_haproxy_cfg
         from userdata.site import build_site
 
@@ -341,12 +369,18 @@ class LocalSite:
 
         # Database: primary + replica over verified TLS, and the app's account.
         account = AppAccount("foobar", "foobar_app", secrets.token_urlsafe(24))
+        monitor = MonitorAccount("foobar_exporter", secrets.token_urlsafe(24))
         primary, replica = start_pair(
-            self.dir / "db", lay.db_primary, lay.db_replica, lay.db_port, ca, app=account, timeout=90
+            self.dir / "db", lay.db_primary, lay.db_replica, lay.db_port, ca, app=account, monitor=monitor, timeout=90
         )
         state.pids["mariadb-primary"] = primary.pid() or 0
         state.pids["mariadb-replica"] = replica.pid() or 0
         state.save(self.state_file)
+        # One mysqld exporter per database, its password in a 0600 client file only.
+        for db, database in zip(DATABASES, (primary, replica), strict=True):
+            cnf = database.write_exporter_cnf(self.monitoring.home / f"mysqld-exporter-{db}.cnf", monitor)
+            state.pids[f"mysqld-exporter-{db}"] = self.monitoring.start_mysqld_exporter(db, database.address, cnf)
+            state.save(self.state_file)
 
         build_site(ROOT / "site", self.dir / "www")
         # What every app server gets (on AWS: from SSM at boot), in a file only the owner may read.
@@ -425,6 +459,11 @@ class LocalSite:
             for server in state.tier(tier):
                 self._wait_haproxy(tier, server, _is_up, "UP")
 
+        # Monitoring last: every target is there when Prometheus first scrapes.
+        state.pids["node-exporter"] = self.monitoring.start_node_exporter()
+        state.save(self.state_file)
+        state.pids["prometheus"] = self.monitoring.start_prometheus()
+
     def _start_discovery(self) -> int:
         """The load balancer's discovery agent, reading the members file instead of the groups."""
         log = open(self.lb_home / "discovery.log", "ab")  # noqa: SIM115 - handed to the agent
@@ -487,6 +526,9 @@ class LocalSite:
                 self._start_web(state, server)
             else:
                 self._start_app(state, server)
+            state.save(self.state_file)
+            exporter = self.monitoring.start_nginx_exporter(self.dir / server.name, server.address)
+            state.pids[f"{server.name}-exporter"] = exporter
             self._wait_ready(tier, server)
         except BaseException:
             self._stop_server(state, server)
@@ -537,7 +579,7 @@ class LocalSite:
     def _stop_server(self, state: State, server: Server) -> None:
         """nginx finishes its requests (SIGQUIT), then the app server behind it goes."""
         home = self.dir / server.name
-        processes = [(server.name, signal.SIGQUIT)]
+        processes = [(f"{server.name}-exporter", signal.SIGTERM), (server.name, signal.SIGQUIT)]
         if server.name.startswith("app"):
             processes.append((f"gunicorn{server.number}", signal.SIGTERM))
         for key, sig in processes:
@@ -555,6 +597,8 @@ class LocalSite:
             self.members_file,
             {tier: [Member(s.address, port, s.state) for s in state.tier(tier)] for tier in TIERS},  # type: ignore[arg-type]
         )
+        # Prometheus' nginx targets follow the members (file_sd: no restart).
+        self.monitoring.write_targets({tier: [s.address for s in state.tier(tier)] for tier in TIERS})
 
     def _slot(self, tier: str, server: Server) -> Slot | None:
         for slot in Runtime(self.admin_socket).slots(tier).values():
@@ -738,8 +782,14 @@ class LocalSite:
                     state.pids[f"{pid_file.parent.name}/{pid_file.stem}"] = pid
         stopped = []
         # Front to back, so nothing logs errors about a backend that went first.
-        order = ["discovery", "haproxy", *sorted(k for k in state.pids if k.startswith(("web", "app", "gunicorn")))]
-        order += ["mariadb-replica", "mariadb-primary"]
+        order = [
+            "prometheus",
+            "node-exporter",
+            "discovery",
+            "haproxy",
+            *sorted(k for k in state.pids if k.startswith(("web", "app", "gunicorn"))),
+        ]
+        order += ["mysqld-exporter-replica", "mysqld-exporter-primary", "mariadb-replica", "mariadb-primary"]
         for name in order + [k for k in state.pids if k not in order]:
             target = state.pids.get(name)
             if not target or not alive(target):
@@ -796,6 +846,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"        curl --cacert {ca} --resolve {site.layout.domain}:443:{site.layout.lb} https://{site.layout.domain}/"
             )
+            print(f"  prometheus: {site.monitoring.url}")
+            print(f"        QPS per tier: {site.monitoring.graph_url()}")
             print("  stop: make down")
         elif args.command == "down":
             print(site.down())

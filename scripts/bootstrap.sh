@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(haproxy nginx-light mariadb-server mariadb-client cloud-init openssl wrk iproute2 curl ca-certificates prometheus-nginx-exporter keepalived)
+APT_PACKAGES=(haproxy nginx-light mariadb-server mariadb-client cloud-init openssl wrk iproute2 curl ca-certificates prometheus-nginx-exporter keepalived
+  prometheus prometheus-node-exporter prometheus-mysqld-exporter chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
