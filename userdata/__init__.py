@@ -7,6 +7,7 @@ The same functions serve the Pulumi program (values from settings and resource o
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 from dataclasses import dataclass, field
 from typing import Literal
@@ -97,13 +98,15 @@ class RoleValues:
     """LB only: the per-client limits at the door (settings rateLimit*)."""
 
 
+@functools.lru_cache(maxsize=64)
 def for_ec2(text: str) -> str:
     """User-data as EC2 takes it: gzip, then base64. EC2 counts 16 KB before base64, and the per-file
     packing can't shrink the document itself; cloud-init inflates gzip before it reads the YAML.
 
     The same text must give the same bytes wherever `pulumi up` runs, or every server would be
     replaced: zopfli (pinned, its own deflate code, no timestamp) rather than the system's zlib,
-    whose output may differ between builds (zlib-ng says so)."""
+    whose output may differ between builds (zlib-ng says so). Cached: the program measures each
+    role's user-data before it sends the same text, and the tests render the same stacks often."""
     return base64.b64encode(zopfli.gzip.compress(text.encode(), numiterations=5)).decode()
 
 
