@@ -21,7 +21,7 @@ import yaml
 
 from components import alarms
 from components.alarms import ALARMS, Scope, Thresholds, cloudwatch_alarms, prometheus_rules, render_rules_yaml
-from components.monitoring import MonitoringArgs
+from tests.monitoring.support import monitoring_args
 from tests.monitoring.test_component import ALARM, _build
 
 PROMTOOL = shutil.which("promtool")
@@ -128,18 +128,9 @@ def test_monitoring_creates_exactly_the_tables_alarms() -> None:
 
 
 def test_thresholds_come_from_monitoring_args() -> None:
-    args = MonitoringArgs(
-        stack="dev",
-        region="eu-west-1",
-        account="123456789012",
-        alarm_email="",
-        instance_ids={"lb": ["i-1"]},
-        group_names={"web": "w", "app": "a"},
+    args = monitoring_args(
         group_min_sizes={"web": 3, "app": 1},
-        db_primary_identifier="db",
-        db_replica_identifier=None,
         db_allocated_storage_gib=50,
-        provider=None,  # type: ignore[arg-type]
         cpu_alarm_percent=70,
         replica_lag_alarm_seconds=30,
     )

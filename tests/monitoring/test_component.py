@@ -18,6 +18,7 @@ from components.monitoring import (
     agent_statements,
     dashboard_name,
 )
+from tests.monitoring.support import monitoring_args
 from tests.unit.harness import Recorder
 from userdata import agent
 
@@ -270,19 +271,7 @@ def test_dashboard_parses_and_uses_only_emitted_metrics(mocks: Recorder) -> None
     ],
 )
 def test_bad_arguments_are_named(field: str, value: Any, match: str) -> None:
-    args = MonitoringArgs(
-        stack="dev",
-        region="eu-west-1",
-        account="123456789012",
-        alarm_email="",
-        instance_ids={"lb": ["i-1"]},
-        group_names={"web": "w", "app": "a"},
-        group_min_sizes={"web": 1, "app": 1},
-        db_primary_identifier="db",
-        db_replica_identifier=None,
-        db_allocated_storage_gib=20,
-        provider=None,  # type: ignore[arg-type]
-    )
+    args = monitoring_args()
     setattr(args, field, value)
     with pytest.raises(ValueError, match=match):
         args.validate()
