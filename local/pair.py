@@ -50,13 +50,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal, TypeVar
 
+from local import netns
+from local.netns import comm, deferred_signals, kill, ns_pids, signals_raise
 from node.pair import STATS_PORT, PairConfig, peer_name, render_keepalived, render_peers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,66 +197,12 @@ def _wait(check: Callable[[], T], timeout: float, what: str, every: float = 0.05
 
 def namespaces() -> list[str]:
     """Every network namespace of ours (by the name prefix)."""
-    done = _run(["ip", "-j", "netns", "list"], check=False)
-    if done.returncode or not done.stdout.strip():
-        return []
-    return sorted(n["name"] for n in json.loads(done.stdout) if n.get("name", "").startswith(PREFIX))
-
-
-def ns_pids(ns: str) -> list[int]:
-    done = _run(["ip", "netns", "pids", ns], check=False)
-    return [int(p) for p in done.stdout.split() if p.isdigit()]
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _kill(pids: Sequence[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def _gone(pids: Sequence[int], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _zombie(pid: int) -> bool:
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    return True
+    return netns.namespaces(PREFIX)
 
 
 def cleanup(names: Sequence[str] | None = None, term_timeout: float = 3.0) -> list[str]:
-    """Stop every process in our namespaces (SIGTERM, then SIGKILL) and delete them; returns their names.
-
-    Only processes inside an ``fbp-`` namespace are signalled, each by its pid: nothing of ours
-    runs elsewhere."""
-    found = namespaces() if names is None else [n for n in names if n in namespaces()]
-    pids = {ns: ns_pids(ns) for ns in found}
-    # keepalived first: a clean stop gives the address up (priority-0 advert) before its HAProxy goes.
-    for group in pids.values():
-        _kill([p for p in group if _comm(p) == "keepalived"], signal.SIGTERM)
-    _gone([p for group in pids.values() for p in group if _comm(p) == "keepalived"], term_timeout)
-    for group in pids.values():
-        _kill(group, signal.SIGTERM)
-    everyone = [p for group in pids.values() for p in group]
-    if not _gone(everyone, term_timeout):
-        for ns in found:
-            _kill(ns_pids(ns), signal.SIGKILL)
-        _gone(everyone, term_timeout)
-    for ns in found:
-        _run(["ip", "netns", "del", ns], check=False)
-    return found
+    """Stop every process in our namespaces and delete them (``local.netns.cleanup``)."""
+    return netns.cleanup(PREFIX, names, term_timeout)
 
 
 def check_available() -> None:
@@ -270,38 +217,6 @@ def check_available() -> None:
     if done.returncode:
         raise Unavailable(f"`ip netns add` fails here: {done.stderr.strip()}")
     _run(["ip", "netns", "del", probe], check=False)
-
-
-@contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt (like Ctrl-C), so every ``finally`` runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-@contextlib.contextmanager
-def _deferred_signals() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the cleanup is done (then they arrive as usual)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 # -- what a measurement found ------------------------------------------------------------------
@@ -910,8 +825,8 @@ class LocalPair:
     # ---- breaking things ----------------------------------------------------------------------
     def kill_haproxy(self, name: str) -> list[int]:
         """SIGKILL every HAProxy process (master and worker) of a load balancer."""
-        pids = [p for p in ns_pids(ns_name(name)) if _comm(p) == "haproxy"]
-        _kill(pids, signal.SIGKILL)
+        pids = [p for p in ns_pids(ns_name(name)) if comm(p) == "haproxy"]
+        kill(pids, signal.SIGKILL)
         self._reap(f"{name}/haproxy")
         return pids
 
@@ -919,7 +834,7 @@ class LocalPair:
         """A load balancer dies at once: SIGKILL of everything in its namespace (keepalived sends no
         priority-0 advert), then its link down (what is left of it, its kernel, answers nothing)."""
         pids = ns_pids(ns_name(name))
-        _kill(pids, signal.SIGKILL)
+        kill(pids, signal.SIGKILL)
         if link_down:
             _ip("-n", HUB, "link", "set", f"v-{name}", "down")
         self.dead.add(name)
@@ -931,7 +846,7 @@ class LocalPair:
         """HAProxy back on a load balancer whose HAProxy was killed; it rejoins as BACKUP."""
         if name in self.dead:
             raise LocalPairError(f"{name} was killed whole: revive() boots it again")
-        if not [p for p in ns_pids(ns_name(name)) if _comm(p) == "haproxy"]:
+        if not [p for p in ns_pids(ns_name(name)) if comm(p) == "haproxy"]:
             self.start_haproxy(name)
         _wait(lambda: self.healthy(name), timeout, f"{name}'s HAProxy /healthz again")
         self.wait_ready(timeout)
@@ -1115,7 +1030,7 @@ class LocalPair:
     # ---- down ---------------------------------------------------------------------------------
     def down(self) -> list[str]:
         """Stop everything this pair started and delete its namespaces."""
-        with _deferred_signals():
+        with deferred_signals():
             removed = cleanup(self.made)
             for key in list(self.procs):
                 self._reap(key)
