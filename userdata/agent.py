@@ -35,6 +35,12 @@ AGENT_CTL = f"{AGENT_DIR}/bin/amazon-cloudwatch-agent-ctl"
 AGENT_CONFIG_PATH = f"{AGENT_DIR}/etc/foobar-agent.json"
 PROMETHEUS_CONFIG_PATH = f"{AGENT_DIR}/etc/foobar-prometheus.yaml"
 SETUP_SCRIPT_PATH = "/usr/local/sbin/foobar-monitoring-setup"
+SETUP_UNIT = "foobar-monitoring-setup.service"
+SETUP_UNIT_PATH = f"/etc/systemd/system/{SETUP_UNIT}"
+SETUP_RETRY_S = 60
+"""The setup runs as its own unit, not as a cloud-init step: a download that can't succeed (no way out
+yet, a mirror down) retries on its own, visibly in the journal, while cloud-init finishes and the
+role serves; it would otherwise hold cloud-init for its 10 minutes of retries and then fail the boot."""
 AGENT_DEB_URL = "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/${arch}/latest/amazon-cloudwatch-agent.deb"
 SUMO_INSTALLER_URL = "https://download-otel.sumologic.com/latest/download/install.sh"
 CURL_OPTIONS = (
@@ -78,7 +84,7 @@ _NGINX_LOGS = (
 LOG_FILES: dict[str, tuple[LogFile, ...]] = {
     "lb": (LogFile("haproxy", "/var/log/haproxy.log"), *COMMON_LOGS),
     "web": (*_NGINX_LOGS, *COMMON_LOGS),
-    "app": (*_NGINX_LOGS, LogFile("app", "/var/log/foobar/app.log"), *COMMON_LOGS),
+    "app": (*_NGINX_LOGS, LogFile("app", "/var/log/foobar-app.log"), *COMMON_LOGS),
 }
 PROMETHEUS_LOG_KEY = "prometheus"
 """Log group of the EMF events the agent builds from scraped Prometheus metrics."""
@@ -448,6 +454,7 @@ def agent_cloud_config_parts(
             "permissions": "0755",
         },
     ]
+    write_files.append({"path": SETUP_UNIT_PATH, "content": setup_unit(), "owner": "root:root", "permissions": "0644"})
     packages: list[str] = ["curl"]
     if role != "lb":
         packages.append("prometheus-nginx-exporter")
@@ -459,7 +466,26 @@ def agent_cloud_config_parts(
                 "permissions": "0644",
             }
         )
-    return {"packages": packages, "write_files": write_files, "runcmd": [[SETUP_SCRIPT_PATH]]}
+    runcmd = [["systemctl", "enable", SETUP_UNIT], ["systemctl", "start", "--no-block", SETUP_UNIT]]
+    return {"packages": packages, "write_files": write_files, "runcmd": runcmd}
+
+
+def setup_unit() -> str:
+    """The setup's unit: started once by cloud-init (and at every boot), retried until it succeeds."""
+    return (
+        "[Unit]\n"
+        "Description=foobar: install and start the monitoring agent (retried until its download succeeds)\n"
+        "Wants=network-online.target\n"
+        "After=network-online.target\n"
+        "StartLimitIntervalSec=0\n"
+        "\n[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={SETUP_SCRIPT_PATH}\n"
+        "Restart=on-failure\n"
+        f"RestartSec={SETUP_RETRY_S}\n"
+        "\n[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
 
 
 def _exporter_dropin() -> str:

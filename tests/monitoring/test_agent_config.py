@@ -130,7 +130,14 @@ def test_cloud_config_parts_pass_cloud_init_schema(role: str, tmp_path: Path) ->
     files = {f["path"]: f for f in parts["write_files"]}
     assert json.loads(files[agent.AGENT_CONFIG_PATH]["content"]) == agent.agent_config(role, "dev")
     assert files[agent.SETUP_SCRIPT_PATH]["permissions"] == "0755"
-    assert parts["runcmd"] == [[agent.SETUP_SCRIPT_PATH]]
+    # Its own unit, retried, not a cloud-init step that holds the boot for its download's retries.
+    assert parts["runcmd"] == [
+        ["systemctl", "enable", agent.SETUP_UNIT],
+        ["systemctl", "start", "--no-block", agent.SETUP_UNIT],
+    ]
+    unit = files[agent.SETUP_UNIT_PATH]["content"]
+    assert f"ExecStart={agent.SETUP_SCRIPT_PATH}\n" in unit
+    assert "Restart=on-failure\n" in unit and "StartLimitIntervalSec=0\n" in unit
     assert ("prometheus-nginx-exporter" in parts["packages"]) == (role != "lb")
     script = files[agent.SETUP_SCRIPT_PATH]["content"]
     assert subprocess.run(["bash", "-n"], input=script, text=True, check=False).returncode == 0
