@@ -1,5 +1,5 @@
 # The README's two commands: `make up` (the whole site on this machine) and `make test` (everything).
-.PHONY: bootstrap up down status scale roll test lint bench failover
+.PHONY: bootstrap up down status scale roll test lint bench failover boot
 
 bootstrap:
 	@./scripts/bootstrap.sh
@@ -39,3 +39,9 @@ bench: bootstrap
 # The load-balancer pair in network namespaces (root): kill the MASTER's HAProxy, then the whole MASTER.
 failover: bootstrap
 	@.venv/bin/python -m local.pair demo
+
+# One role (or several) booted from its real user-data in a container, AWS stood in (root):
+# make boot ROLE=web, then look inside with the nsenter command it prints; Ctrl-C stops it.
+boot: bootstrap
+	@test -n "$(ROLE)" || { echo "make boot: set ROLE (lb, web, app, or several: ROLE='lb web app')" >&2; exit 2; }
+	@.venv/bin/python -m local.boot $(ROLE)

@@ -245,11 +245,16 @@ LAST: Recorder | None = None
 def run(stack: str = "dev", base: str | None = None, **overrides: Any) -> Run:
     """Run __main__.py for ``stack`` with config from ``base``'s stack file (default: the stack's own)
     and overrides given as camelCase settings (``webCount=3``) or full keys (``aws:region``)."""
+    return run_with(Recorder, stack, base, **overrides)
+
+
+def run_with(recorder: type[Recorder], stack: str = "dev", base: str | None = None, **overrides: Any) -> Run:
+    """:func:`run` with a Recorder subclass as the mocks (local.mocked's issues TLS for real)."""
     config = stack_config(base or stack)
     for key, value in overrides.items():
         config[key if ":" in key else f"{PROJECT}:{key}"] = value
     region = str(config.get("aws:region", "us-east-1"))
-    mocks = Recorder(region=region)
+    mocks = recorder(region=region)
     pulumi.runtime.settings.ROOT.set(None)  # a fresh root Stack resource named after this stack
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks))
     pulumi.runtime.set_all_config({k: _as_config_string(v) for k, v in config.items()})
