@@ -99,16 +99,7 @@ def plan_nodes(deployment: Deployment, roles: Sequence[str] = ROLES) -> list[Nod
 
 
 def run(argv: Sequence[str], timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        # errors="replace": the journal's export holds binary fields.
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, errors="replace", timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise BootError(f"{' '.join(argv)}: no answer after {timeout:.0f} s") from None
-    if check and done.returncode:
-        raise BootError(f"{' '.join(argv)}: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-2000:]}")
-    return done
+    return netns.run(argv, timeout, check, error=BootError)
 
 
 def in_hub(*argv: str) -> list[str]:

@@ -22,13 +22,19 @@ class NetnsError(RuntimeError):
     """A command on the namespaces failed or hung; the message names it."""
 
 
-def run(argv: Sequence[str], timeout: float = 10.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str], timeout: float = 10.0, check: bool = True, error: type[Exception] = NetnsError
+) -> subprocess.CompletedProcess[str]:
+    """``argv``'s exit status and output (undecodable bytes replaced: a journal export has binary
+    fields); ``error`` names the command when it fails (with ``check``) or hangs."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
-        raise NetnsError(f"{' '.join(argv)}: no answer after {timeout:.0f} s") from None
+        raise error(f"{' '.join(argv)}: no answer after {timeout:.0f} s") from None
     if check and done.returncode:
-        raise NetnsError(f"{' '.join(argv)}: exit {done.returncode}: {(done.stderr or done.stdout).strip()}")
+        raise error(f"{' '.join(argv)}: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-2000:]}")
     return done
 
 

@@ -161,13 +161,7 @@ def ns_name(node: str) -> str:
 
 
 def _run(argv: Sequence[str], timeout: float = 10.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise LocalPairError(f"{' '.join(argv)}: no answer after {timeout:.0f} s") from None
-    if check and done.returncode:
-        raise LocalPairError(f"{' '.join(argv)}: exit {done.returncode}: {(done.stderr or done.stdout).strip()}")
-    return done
+    return netns.run(argv, timeout, check, error=LocalPairError)
 
 
 def _ip(*args: str) -> str:
