@@ -899,3 +899,25 @@ def test_node_archive_unpacks_into_a_package_python_runs(tmp_path: Path) -> None
         check=False,
     )
     assert result.returncode == 0 and "--state-file" in result.stdout, result.stderr
+
+
+def test_refresh_cert_against_moto_exports_an_exportable_public_certificate(tmp_path: Path) -> None:
+    """As far as moto goes (the boot containers' dev stack has no ACM certificate): ExportCertificate
+    of a public certificate requested exportable gives the served PEM, key decrypted, matching its
+    certificate; one requested without the option is refused and the current PEM kept."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        acm = boto3.client("acm", region_name="eu-west-1")
+        exportable = acm.request_certificate(DomainName="www.foobar.com", Options={"Export": "ENABLED"})
+        plain = acm.request_certificate(DomainName="old.foobar.com")
+        pem = tmp_path / "site.pem"
+        pem.write_text("INTERNAL\n")
+        assert boot.refresh_cert({"certificate_arn": plain["CertificateArn"], "pem_path": str(pem)}, acm) is False
+        assert pem.read_text() == "INTERNAL\n"
+        config = {"certificate_arn": exportable["CertificateArn"], "pem_path": str(pem)}
+        assert boot.refresh_cert(config, acm) is True
+    text = pem.read_text()
+    assert stat.S_IMODE(pem.stat().st_mode) == 0o600
+    assert "ENCRYPTED" not in text and boot.key_matches(text, text)
