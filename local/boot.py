@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -38,11 +39,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from local import image, netns
 from local.mariadb import CertificateAuthority, write_private
-from local.netns import ns_pids, signals_raise
+from local.netns import comm, deferred_signals, kill, ns_pids, signals_raise
 from local.standin import DB_ADDRESSES, ENDPOINT_ADDRESS, IMDS_ADDRESS, endpoint_names
 
 if TYPE_CHECKING:
@@ -180,11 +181,8 @@ class Container:
     def init_pid(self) -> int:
         """The container's systemd (PID 1 inside), found among the namespace's processes."""
         for pid in ns_pids(self.node.namespace):
-            with contextlib.suppress(OSError):
-                status = Path(f"/proc/{pid}/status").read_text()
-                nspid = next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:"))
-                if nspid[-1] == "1" and len(nspid) > 1:
-                    return pid
+            if _is_init(pid):
+                return pid
         raise BootError(f"{self.node.role}: no systemd running in {self.node.namespace} (see {self.console_log})")
 
     def exec(self, *argv: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -225,8 +223,14 @@ class Container:
             self.process.wait(10)
 
 
+def api_names(deployment: Deployment) -> list[str]:
+    """The AWS endpoint names the servers call: the services' and the stack's buckets'."""
+    return endpoint_names(deployment.region, sorted({o.bucket for o in deployment.objects}))
+
+
 def hosts_file(deployment: Deployment) -> str:
-    names = endpoint_names(deployment.region, sorted({o.bucket for o in deployment.objects}))
+    """The containers' /etc/hosts: the AWS endpoints and the database names, at the stand-in."""
+    names = api_names(deployment)
     lines = ["127.0.0.1 localhost", f"{ENDPOINT_ADDRESS} {' '.join(names)}"]
     db = deployment.database
     lines += [f"{DB_ADDRESSES[0]} {db.writer_host}", f"{DB_ADDRESSES[1]} {db.reader_host}"]
@@ -275,7 +279,9 @@ class Boot:
         self.standin: subprocess.Popen[bytes] | None = None
         self.deployment: Deployment | None = None
         self.members: dict[str, dict[str, str]] = {}
+        self.nodes: list[Node] = []
         self.echo = echo
+        self._lock_file: IO[str] | None = None
 
     def say(self, text: str) -> None:
         if self.echo:
@@ -300,6 +306,7 @@ class Boot:
         from local.mocked import mocked_deployment
 
         check_available()
+        self._lock()
         down()  # what a crashed run left
         rootfs = image.build()
         shutil.rmtree(self.home, ignore_errors=True)
@@ -308,7 +315,7 @@ class Boot:
         self.say("boot: the dev stack's user-data, from a mocked run of the program")
         deployment = self.deployment = mocked_deployment("dev")
         (self.home / "site-ca.pem").write_text(deployment.internal_ca_pem)
-        nodes = plan_nodes(deployment, ROLES)
+        nodes = self.nodes = plan_nodes(deployment, ROLES)
         make_network(nodes)
         self.say(f"boot: the AWS stand-in in {HUB} (moto on {ENDPOINT_ADDRESS}:443, IMDS, MariaDB)")
         self._start_standin(deployment, nodes)
@@ -331,7 +338,7 @@ class Boot:
 
     def _start_standin(self, deployment: Deployment, nodes: Sequence[Node]) -> None:
         ca = CertificateAuthority.create(self.home / "pki", "foobar boot stand-in CA", days=7)
-        names = endpoint_names(deployment.region, sorted({o.bucket for o in deployment.objects}))
+        names = api_names(deployment)
         endpoint = ca.issue_server_cert(
             self.home / "pki" / "endpoint", "amazonaws.com", dns_names=names, ip_addresses=[ENDPOINT_ADDRESS]
         )
@@ -356,15 +363,15 @@ class Boot:
         }
         plan_file = self.home / "standin.json"
         write_private(plan_file, json.dumps(plan).encode())
-        log = (self.home / "standin.out").open("ab")
         python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-        self.standin = subprocess.Popen(
-            in_hub(python, "-m", "local.standin", str(plan_file)),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        with (self.home / "standin.out").open("ab") as log:
+            self.standin = subprocess.Popen(
+                in_hub(python, "-m", "local.standin", str(plan_file)),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + 180
         ready = self.home / "ready"
         while not ready.exists():
@@ -374,7 +381,27 @@ class Boot:
             time.sleep(0.2)
         self.members = {m["address"]: m for m in json.loads(ready.read_text())["members"]}
 
+    def _lock(self) -> None:
+        """One boot run at a time on a machine: a second would tear the first one's namespaces down."""
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        lock = (self.home.parent / "boot.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise BootError("another boot run is up (make boot or the boot tests): stop it first") from None
+        self._lock_file = lock
+
     def down(self) -> None:
+        if self._lock_file is None:
+            return  # never up (another run holds the lock): nothing of ours to stop
+        with deferred_signals():
+            self._down()
+            if self._lock_file is not None:
+                self._lock_file.close()  # releases the lock
+                self._lock_file = None
+
+    def _down(self) -> None:
         for container in self.containers.values():
             with contextlib.suppress(Exception):
                 container.stop()
@@ -390,7 +417,7 @@ class Boot:
         """An HTTPS request to the site through the load balancer container, from the hub (inside
         the VPC), verified against the stack's CA: (status, body)."""
         assert self.deployment is not None
-        lb = next(n for n in plan_nodes(self.deployment) if n.role == "lb")
+        lb = next(n for n in self.nodes if n.role == "lb")
         domain = self.deployment.domain
         argv = ["curl", "-sS", "--max-time", "10", "--cacert", str(self.home / "site-ca.pem")]
         argv += ["--resolve", f"{domain}:443:{lb.address}", "-w", "\n%{http_code}"]
@@ -413,8 +440,23 @@ def check_available() -> None:
 
 
 def down() -> list[str]:
-    """Stop every container and the stand-in (everything in an ``fbb-`` namespace) and delete them."""
-    return netns.cleanup(PREFIX, term_timeout=30.0)
+    """Stop every container and the stand-in (everything in an ``fbb-`` namespace) and delete them.
+
+    A container's systemd takes SIGTERM as "re-execute", so each is first asked to power off
+    (SIGRTMIN+4, as ``systemctl poweroff`` does), then whatever is left gets SIGTERM and SIGKILL."""
+    with deferred_signals():
+        inits = [pid for ns in netns.namespaces(PREFIX) for pid in ns_pids(ns) if _is_init(pid)]
+        kill(inits, signal.SIGRTMIN + 4)
+        netns.gone(inits, 30.0)
+        return netns.cleanup(PREFIX, term_timeout=10.0)
+
+
+def _is_init(pid: int) -> bool:
+    with contextlib.suppress(OSError, StopIteration):
+        status = Path(f"/proc/{pid}/status").read_text()
+        nspid = next(line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:"))
+        return len(nspid) > 1 and nspid[-1] == "1" and comm(pid) == "systemd"
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,10 +58,12 @@ def role_packages() -> list[str]:
 
 
 def packages() -> list[str]:
+    """What the image holds: the platform's packages and every role's."""
     return sorted(set(BASE_PACKAGES) | set(role_packages()))
 
 
 def key() -> str:
+    """The cache key: the package list and the recipe (a change to either means a new image)."""
     recipe = "\n".join([SUITE, MIRROR, RECIPE_VERSION, CLOUD_CFG, *packages()])
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
@@ -71,6 +74,7 @@ def path() -> Path:
 
 
 def missing_tools() -> list[str]:
+    """The host tools a build or a boot needs that aren't installed."""
     return [tool for tool in ("debootstrap", "systemd-nspawn", "chroot") if shutil.which(tool) is None]
 
 
@@ -84,13 +88,22 @@ def _run(step: str, cmd: list[str], log: Path) -> None:
         raise ImageError(f"image build: {step} exited {result.returncode}; log {log}:\n" + "\n".join(tail))
 
 
+def _mounts_below(tree: Path) -> list[str]:
+    """Mount points inside ``tree`` (``/proc/self/mountinfo`` escapes spaces and such as octal)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+        if point.startswith(f"{tree}/"):
+            points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
 def _remove(tree: Path) -> None:
-    """Delete a cut-short build; first unmount what debootstrap may have left mounted inside it
-    (/proc, /sys), so nothing of the host's is ever deleted through it."""
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for point in sorted((m for m in mounts if m.startswith(f"{tree}/")), key=len, reverse=True):
+    """Delete a build or an old image; first unmount what debootstrap may have left mounted inside
+    it (/proc, /sys), so nothing of the host's is ever deleted through it."""
+    for point in _mounts_below(tree):
         subprocess.run(["umount", "-l", point], check=False)
-    if any(m.startswith(f"{tree}/") for m in Path("/proc/mounts").read_text().split()):
+    if _mounts_below(tree):
         raise ImageError(f"image build: {tree} still has mounts; not deleting it")
     shutil.rmtree(tree, ignore_errors=True)
 
@@ -101,7 +114,7 @@ def _enabled(rootfs: Path) -> set[str]:
 
 
 def build(force: bool = False, echo: bool = True) -> Path:
-    """The cached image, built first if it isn't there (about 5-10 minutes on a first build)."""
+    """The cached image, built first if it isn't there (about 2 minutes here on a first build)."""
     target = path()
     if target.is_dir() and not force:
         return target
@@ -145,15 +158,21 @@ def build(force: bool = False, echo: bool = True) -> Path:
         # Each container gets its own machine id at boot; an empty file lets systemd make one.
         (work / "etc/machine-id").write_text("")
         (work / "etc/hostname").write_text("localhost\n")
+        if target.exists():  # --force: the old image goes only once the new one is complete
+            old = home / f"old-{os.getpid()}"
+            os.replace(target, old)
+            _remove(old)
         os.replace(work, target)
     except BaseException:
         _remove(work)
         raise
     if echo:
         print(f"boot image: built in {time.monotonic() - started:.0f} s", flush=True)
-    for stale in CACHE.iterdir():
+    for stale in CACHE.iterdir():  # images of older package lists, and builds cut short
         if stale.name != target.parent.name:
-            shutil.rmtree(stale, ignore_errors=True)
+            _remove(stale)
+    for cut_short in home.glob("building-*"):
+        _remove(cut_short)
     return target
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 import signal
 import sys
@@ -252,7 +253,8 @@ def serve(plan_path: Path) -> int:
         timeout=120,
     )
     ready = {"members": [vars(m) for m in members.values()], "db": [primary.pid(), replica.pid()]}
-    (home / "ready").write_text(json.dumps(ready))
+    (home / "ready.tmp").write_text(json.dumps(ready))
+    os.replace(home / "ready.tmp", home / "ready")  # the harness never reads half a file
     log.write(f"ready: moto on {ENDPOINT_ADDRESS}:443, IMDS for {sorted(members)}\n")
     log.flush()
     try:

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(haproxy nginx-light mariadb-server mariadb-client cloud-init openssl wrk iproute2 curl ca-certificates prometheus-nginx-exporter keepalived
-  prometheus prometheus-node-exporter prometheus-mysqld-exporter chromium debootstrap systemd-container)
+  prometheus prometheus-node-exporter prometheus-mysqld-exporter chromium debootstrap debian-archive-keyring systemd-container)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -471,7 +471,10 @@ def agent_cloud_config_parts(
 
 
 def setup_unit() -> str:
-    """The setup's unit: started once by cloud-init (and at every boot), retried until it succeeds."""
+    """The setup's unit: started once by cloud-init (and at every boot), retried until it succeeds.
+
+    Type=exec, not oneshot: a oneshot's start job lasts through its restarts, so on a later boot with
+    no way out multi-user.target (and cloud-final after it) would wait for the download."""
     return (
         "[Unit]\n"
         "Description=foobar: install and start the monitoring agent (retried until its download succeeds)\n"
@@ -479,7 +482,7 @@ def setup_unit() -> str:
         "After=network-online.target\n"
         "StartLimitIntervalSec=0\n"
         "\n[Service]\n"
-        "Type=oneshot\n"
+        "Type=exec\n"
         f"ExecStart={SETUP_SCRIPT_PATH}\n"
         "Restart=on-failure\n"
         f"RestartSec={SETUP_RETRY_S}\n"

@@ -21,7 +21,6 @@ def test_the_image_holds_every_package_a_role_installs() -> None:
 
 def test_a_changed_package_list_means_a_new_image(monkeypatch: pytest.MonkeyPatch) -> None:
     before = image.path()
-    assert image.path() == before, "the same list, the same image"
     monkeypatch.setitem(render.PACKAGES, "web", [*render.PACKAGES["web"], "jq"])
     assert image.path() != before
     assert image.path().parent.parent == image.CACHE

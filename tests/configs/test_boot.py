@@ -918,6 +918,8 @@ def test_refresh_cert_against_moto_exports_an_exportable_public_certificate(tmp_
         assert pem.read_text() == "INTERNAL\n"
         config = {"certificate_arn": exportable["CertificateArn"], "pem_path": str(pem)}
         assert boot.refresh_cert(config, acm) is True
+        issued = acm.get_certificate(CertificateArn=exportable["CertificateArn"])["Certificate"]
     text = pem.read_text()
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
-    assert "ENCRYPTED" not in text and boot.key_matches(text, text)
+    assert text.startswith(issued.strip()), "the served PEM starts with ACM's certificate"
+    assert "ENCRYPTED" not in text and boot.key_matches(issued, text)

@@ -138,6 +138,9 @@ def test_cloud_config_parts_pass_cloud_init_schema(role: str, tmp_path: Path) ->
     unit = files[agent.SETUP_UNIT_PATH]["content"]
     assert f"ExecStart={agent.SETUP_SCRIPT_PATH}\n" in unit
     assert "Restart=on-failure\n" in unit and "StartLimitIntervalSec=0\n" in unit
+    # Not oneshot: a oneshot's start job lasts through its restarts, so on a later boot without a way
+    # out multi-user.target (and cloud-final after it) would wait for the download for ever.
+    assert "Type=exec\n" in unit and "oneshot" not in unit
     assert ("prometheus-nginx-exporter" in parts["packages"]) == (role != "lb")
     script = files[agent.SETUP_SCRIPT_PATH]["content"]
     assert subprocess.run(["bash", "-n"], input=script, text=True, check=False).returncode == 0
