@@ -35,6 +35,7 @@ bench: bootstrap
 	.venv/bin/python bench/deploy_time.py
 	.venv/bin/python bench/loop_cost.py
 	.venv/bin/python bench/serve.py
+	.venv/bin/python bench/boot.py --rounds 1
 
 # The load-balancer pair in network namespaces (root): kill the MASTER's HAProxy, then the whole MASTER.
 failover: bootstrap
