@@ -33,21 +33,18 @@ import multiprocessing
 import os
 import platform
 import shlex
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from local import flood  # noqa: E402 - needs the repo root on sys.path first
+from local.bench import on_own_site, positive  # noqa: E402
 from local.site import Layout, LocalSite  # noqa: E402
 from userdata import EdgeLimits  # noqa: E402
 
@@ -69,10 +66,6 @@ class BenchError(RuntimeError):
     """The benchmark cannot run; the message says why."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def static_asset(site_dir: Path) -> str:
     try:
         return flood.static_asset(site_dir)
@@ -86,19 +79,6 @@ def denied_total() -> float:
             if line.startswith(DENIED + " "):
                 return float(line.split()[-1])
     raise BenchError(f"{DENIED} is not in the exporter's answer")
-
-
-def positive(name: str, kind: Callable[[str], float] = int) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} must be positive")
-        return value
-
-    return parse
 
 
 def run(site: LocalSite, args: argparse.Namespace) -> bool:
@@ -213,23 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(machine())
     print(f"date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    with tempfile.TemporaryDirectory(prefix="foobar-flood-") as tmp:
-        site = LocalSite(Path(tmp) / "site", LAYOUT)
-        try:
-            print(f"bench: bringing up a local site in {site.dir} (LB {LAYOUT.lb})", flush=True)
-            site.up()
-            met = run(site, args)
-        except KeyboardInterrupt:
-            print("\nbench: interrupted, taking the site down", file=sys.stderr)
-            return 130
-        except Exception as err:
-            print(f"bench: {type(err).__name__}: {err}", file=sys.stderr)
-            return 2
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            print(f"bench: {site.down()}", file=sys.stderr)
-    return 1 if args.strict and not met else 0
+    return on_own_site(LAYOUT, "foobar-flood-", lambda site, _: run(site, args), strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -28,22 +28,19 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from local.site import Layout, LocalSite  # noqa: E402 - needs the repo root on sys.path first
+from local.bench import on_own_site, positive  # noqa: E402 - needs the repo root on sys.path first
+from local.site import Layout, LocalSite  # noqa: E402
 
 LAYOUT = Layout(
     lb="127.0.210.1",
@@ -105,25 +102,6 @@ class Result:
 
 class BenchError(RuntimeError):
     """The benchmark cannot run; the message says why."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def positive(name: str) -> Callable[[str], int]:
-    """An argparse type that names the option when the value is not a positive whole number."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: {text!r} must be positive")
-        return value
-
-    return parse
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -274,37 +252,24 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: wrk is missing - apt-get install wrk", file=sys.stderr)
         return 2
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    with tempfile.TemporaryDirectory(prefix="foobar-bench-") as tmp:
-        site = LocalSite(Path(tmp) / "site", LAYOUT)
-        try:
-            print(f"bench: bringing up a local site in {site.dir} (LB {LAYOUT.lb})", flush=True)
-            site.up()
-            ctx = ssl.create_default_context(cafile=str(site.dir / "pki" / "ca.pem"))
-            cases = [c for c in prepare(site.dir, ctx) if args.only in (None, c.kind)]
-            script = Path(tmp) / "bench.lua"
-            script.write_text(LUA)
-            runs: dict[Case, list[Result]] = {c: [] for c in cases}
-            for rnd in range(1, args.rounds + 1):
-                for case in cases:  # direct and through-LB of a pair run back to back
-                    res = run_wrk(wrk, script, case, args.duration, args.connections, args.threads)
-                    runs[case].append(res)
-                    print(
-                        f"  round {rnd}: {case.label} {res.rps:8.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
-                        f"p99 {res.p99_ms:6.2f} ms  errors {res.errors + res.status_errors}",
-                        flush=True,
-                    )
-            met = report({c: median(r) for c, r in runs.items()}, args)
-        except KeyboardInterrupt:
-            print("\nbench: interrupted, taking the site down", file=sys.stderr)
-            return 130
-        except Exception as err:
-            print(f"bench: {type(err).__name__}: {err}", file=sys.stderr)
-            return 2
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            print(f"bench: {site.down()}", file=sys.stderr)
-    return 1 if args.strict and not met else 0
+    def measure(site: LocalSite, tmp: Path) -> bool:
+        ctx = ssl.create_default_context(cafile=str(site.dir / "pki" / "ca.pem"))
+        cases = [c for c in prepare(site.dir, ctx) if args.only in (None, c.kind)]
+        script = tmp / "bench.lua"
+        script.write_text(LUA)
+        runs: dict[Case, list[Result]] = {c: [] for c in cases}
+        for rnd in range(1, args.rounds + 1):
+            for case in cases:  # direct and through-LB of a pair run back to back
+                res = run_wrk(wrk, script, case, args.duration, args.connections, args.threads)
+                runs[case].append(res)
+                print(
+                    f"  round {rnd}: {case.label} {res.rps:8.0f} req/s  p50 {res.p50_ms:6.2f} ms  "
+                    f"p99 {res.p99_ms:6.2f} ms  errors {res.errors + res.status_errors}",
+                    flush=True,
+                )
+        return report({c: median(r) for c, r in runs.items()}, args)
+
+    return on_own_site(LAYOUT, "foobar-bench-", measure, strict=args.strict)
 
 
 if __name__ == "__main__":
