@@ -26,7 +26,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import socket
 import ssl
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from local.bench import on_own_site, positive  # noqa: E402 - needs the repo root on sys.path first
+from local.flood import static_asset  # noqa: E402
 from local.site import Layout, LocalSite  # noqa: E402
 
 LAYOUT = Layout(
@@ -128,16 +128,6 @@ def request(ctx: ssl.SSLContext, name: str, address: str, method: str, path: str
         return resp.status
     finally:
         conn.close()
-
-
-def static_asset(site_dir: Path) -> str:
-    """The URL path of the fingerprinted stylesheet the site build wrote."""
-    found = sorted(
-        p.name for p in (site_dir / "www" / "static").glob("*.css") if re.search(r"\.[0-9a-f]{12}\.css$", p.name)
-    )
-    if not found:
-        raise BenchError(f"no fingerprinted .css under {site_dir / 'www' / 'static'}")
-    return f"/static/{found[0]}"
 
 
 def prepare(site_dir: Path, ctx: ssl.SSLContext) -> list[Case]:
