@@ -644,7 +644,7 @@ class LocalPair:
         )
 
     def _configure_lb(self, lb: _Lb, site_pem: Path) -> None:
-        from userdata.configs import HaproxyConfig, render_haproxy_cfg
+        from userdata.configs import UNPRIVILEGED, HaproxyConfig, render_haproxy_cfg
 
         kw = {"limits": self.limits} if self.limits is not None else {}
         cfg = HaproxyConfig(
@@ -654,10 +654,7 @@ class LocalPair:
             bind_address="",  # every address of the namespace: the VIP too, while it holds it
             stats_port=STATS_PORT,
             backend_port=HTTPS_PORT,
-            log_target="stdout format raw",
-            chroot="",
-            user="",
-            group="",
+            **UNPRIVILEGED,
             stats_socket=str(lb.socket),
             server_state_file=str(lb.home / "server-state"),
             pidfile=str(lb.home / "haproxy.pid"),

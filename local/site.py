@@ -360,7 +360,7 @@ class LocalSite:
 
     def _up(self, state: State) -> None:
         from local.mariadb import AppAccount, CertificateAuthority, MonitorAccount, start_pair, write_private
-        from userdata.configs import HaproxyConfig, render_haproxy_cfg
+        from userdata.configs import UNPRIVILEGED, HaproxyConfig, render_haproxy_cfg
         from userdata.site import build_site
 
         lay = self.layout
@@ -417,10 +417,7 @@ class LocalSite:
             https_port=lay.https_port,
             stats_port=lay.stats_port,
             backend_port=lay.https_port,
-            log_target="stdout format raw",
-            chroot="",
-            user="",
-            group="",
+            **UNPRIVILEGED,
             stats_socket=str(self.admin_socket),
             server_state_file=str(self.server_state),
             pidfile=str(home / "haproxy.pid"),

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypedDict
 
 import jinja2
 
@@ -116,6 +117,18 @@ def _check_path(owner: str, name: str, value: str, *, optional: bool = False) ->
 def _check_name(owner: str, name: str, value: str) -> None:
     if not _NAME.match(value):
         raise ValueError(f"{owner}.{name}: {value!r} is not a host name")
+
+
+class Unprivileged(TypedDict):
+    log_target: str
+    chroot: str
+    user: str
+    group: str
+
+
+UNPRIVILEGED: Unprivileged = {"log_target": "stdout format raw", "chroot": "", "user": "", "group": ""}
+"""HaproxyConfig fields for HAProxy started by hand (the local site, the pair on one machine, the live
+tests): as the calling user, without a chroot, logging to its own stdout."""
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,7 @@ def _config(tmp: Path) -> Path:
         http_port=18090,
         https_port=18453,
         stats_port=STATS_PORT,
-        log_target="stdout format raw",
-        chroot="",
-        user="",
-        group="",
+        **c.UNPRIVILEGED,
         stats_socket=str(tmp / "admin.sock"),
         server_state_file=str(tmp / "server-state"),
     )
