@@ -36,8 +36,8 @@ What the servers call in AWS at boot and after, and where the seed for each come
 - node.eip (LB): ``ec2:DescribeAddresses`` of the allocation id in /etc/foobar/eip.json,
   ``ec2:DescribeInstances`` (holder's tags), ``ec2:AssociateAddress``, ``ec2:CreateTags``
   (``foobar-vrrp-state``) -> :attr:`Deployment.address`.
-- monitoring agent: CloudWatch ``PutMetricData`` and Logs ``PutLogEvents`` into
-  :attr:`Deployment.log_groups`; with a Sumo token parameter (none on dev) ``ssm:GetParameter``.
+- monitoring agent: CloudWatch ``PutMetricData`` and Logs ``PutLogEvents``; not seeded, as the agent
+  can't be downloaded here. With a Sumo token parameter (none on dev) ``ssm:GetParameter``.
 
 Mock-only values a stand-in cannot reproduce as they are: ids and ARNs (moto makes its own EIP
 allocation ids, instance ids and secret ARN suffixes), RDS endpoints (``*.abc.<region>.rds...``),
@@ -351,7 +351,6 @@ class S3Object:
     bucket: str
     key: str
     body: bytes = field(repr=False)
-    content_type: str = ""
 
     @property
     def url(self) -> str:
@@ -374,10 +373,6 @@ class Database:
     secret_arn: str
     """What /foobar/<stack>/app/db-secret-arn holds: the app's GetSecretValue SecretId."""
     secret_name: str
-    kms_key_arn: str
-    primary_identifier: str
-    replica_identifier: str | None
-    engine_version: str
     password: str = field(repr=False)
     secret_string: str = field(repr=False)
     """The secret's JSON exactly as the program writes it (engine, username, password, port)."""
@@ -387,15 +382,7 @@ class Database:
 class Instance:
     """A plain EC2 instance (the load balancer): what node.pair's and node.eip's DescribeInstances see."""
 
-    resource: str
     role: str
-    id: str
-    private_ip: str
-    subnet_id: str
-    instance_type: str
-    ami: str
-    iam_instance_profile: str
-    security_group_ids: tuple[str, ...]
     tags: dict[str, str]
     """The instance's own tags plus its provider's default tags (project, stack, role)."""
 
@@ -406,20 +393,11 @@ class Group:
 
     role: str
     name: str
-    arn: str
-    min_size: int
-    max_size: int
-    desired_capacity: int
-    subnet_ids: tuple[str, ...]
     tags: dict[str, str]
     """The group's tags (discovery filters on project and stack, reads role)."""
     member_tags: dict[str, str]
     """Tags the launch template puts on each member instance."""
-    launch_template_id: str
-    launch_template_name: str
     lifecycle_hooks: tuple[str, ...]
-    instance_type: str
-    ami: str
 
 
 @dataclass(frozen=True)
@@ -427,8 +405,6 @@ class Address:
     """The site's Elastic IP (node.eip claims it by allocation id)."""
 
     allocation_id: str
-    public_ip: str
-    tags: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -449,7 +425,6 @@ class Deployment:
     instances: list[Instance]
     groups: dict[str, Group]
     address: Address
-    log_groups: list[str]
     internal_ca_pem: str = field(repr=False)
 
     def parameter(self, name: str) -> Parameter:
@@ -518,20 +493,7 @@ def _instances(resources: list[Registration]) -> list[Instance]:
         if r.type != "aws:ec2/instance:Instance":
             continue
         tags = {**_default_tags(resources, r.provider), **(r.inputs.get("tags") or {})}
-        out.append(
-            Instance(
-                resource=r.name,
-                role=tags.get("role", ""),
-                id=r.id,
-                private_ip=str(r.outputs.get("privateIp", "")),
-                subnet_id=str(r.inputs.get("subnetId", "")),
-                instance_type=str(r.inputs.get("instanceType", "")),
-                ami=str(r.inputs.get("ami", "")),
-                iam_instance_profile=str(r.inputs.get("iamInstanceProfile", "")),
-                security_group_ids=tuple(r.inputs.get("vpcSecurityGroupIds") or ()),
-                tags=tags,
-            )
-        )
+        out.append(Instance(role=tags.get("role", ""), tags=tags))
     return out
 
 
@@ -551,18 +513,9 @@ def _groups(resources: list[Registration]) -> dict[str, Group]:
         out[role] = Group(
             role=role,
             name=str(r.outputs["name"]),
-            arn=str(r.outputs["arn"]),
-            min_size=int(r.inputs.get("minSize", 0)),
-            max_size=int(r.inputs.get("maxSize", 0)),
-            desired_capacity=int(r.inputs.get("desiredCapacity", 0)),
-            subnet_ids=tuple(r.inputs.get("vpcZoneIdentifiers") or ()),
             tags=tags,
             member_tags=member,
-            launch_template_id=template.id,
-            launch_template_name=str(template.outputs.get("name", "")),
             lifecycle_hooks=tuple(str(h["name"]) for h in r.inputs.get("initialLifecycleHooks") or []),
-            instance_type=str(template.inputs.get("instanceType", "")),
-            ami=str(template.inputs.get("imageId", "")),
         )
     return out
 
@@ -588,7 +541,6 @@ def _database(resources: list[Registration], parameters: list[Parameter]) -> Dat
     by_name = {p.name.rsplit("/", 1)[-1]: p.value for p in parameters if "/app/db-" in p.name}
     rds = [r for r in resources if r.type == "aws:rds/instance:Instance"]
     primary = next(r for r in rds if not r.inputs.get("replicateSourceDb"))
-    replica = next((r for r in rds if r.inputs.get("replicateSourceDb")), None)
     secret = _one(resources, "aws:secretsmanager/secret:Secret")
     version = _one(resources, "aws:secretsmanager/secretVersion:SecretVersion")
     value = str(version.inputs["secretString"])
@@ -604,10 +556,6 @@ def _database(resources: list[Registration], parameters: list[Parameter]) -> Dat
         username=str(data["username"]),
         secret_arn=arn,
         secret_name=arn.split(":secret:", 1)[1],
-        kms_key_arn=str(secret.inputs.get("kmsKeyId", "")),
-        primary_identifier=str(primary.outputs["identifier"]),
-        replica_identifier=str(replica.outputs["identifier"]) if replica else None,
-        engine_version=str(primary.inputs.get("engineVersion", "")),
         password=str(data["password"]),
         secret_string=value,
     )
@@ -630,7 +578,6 @@ def mocked_deployment(stack: str = "dev") -> Deployment:
             body=base64.b64decode(r.inputs["contentBase64"])
             if "contentBase64" in r.inputs
             else str(r.inputs.get("content", "")).encode(),
-            content_type=str(r.inputs.get("contentType", "")),
         )
         for r in resources
         if r.type == "aws:s3/bucketObjectv2:BucketObjectv2"
@@ -656,13 +603,6 @@ def mocked_deployment(stack: str = "dev") -> Deployment:
         certificate_arn=str(acm[0].outputs["arn"]) if acm else None,
         instances=_instances(resources),
         groups=_groups(resources),
-        address=Address(
-            allocation_id=str(lb_address.outputs["allocationId"]),
-            public_ip=str(lb_address.outputs["publicIp"]),
-            tags={**_default_tags(resources, lb_address.provider), **(lb_address.inputs.get("tags") or {})},
-        ),
-        log_groups=sorted(
-            str(r.inputs.get("name", r.name)) for r in resources if r.type == "aws:cloudwatch/logGroup:LogGroup"
-        ),
+        address=Address(allocation_id=str(lb_address.outputs["allocationId"])),
         internal_ca_pem=str(ca.outputs["certPem"]),
     )
