@@ -239,7 +239,8 @@ def hosts_file(deployment: Deployment) -> str:
 
 def seed_plan(deployment: Deployment, nodes: Sequence[Node], objects: Path) -> dict[str, object]:
     """What ``local.standin.seed`` puts into moto: the mocked run's values, each server at its node's
-    address (an LB with its own tags, web and app as members of their group, with the group's)."""
+    address (an LB with its own tags, web and app as members of their group, with the group's), and
+    the site's Elastic IP."""
     servers: list[dict[str, object]] = []
     lb = next(i for i in deployment.instances if i.role == "lb")
     for node in nodes:
@@ -259,6 +260,7 @@ def seed_plan(deployment: Deployment, nodes: Sequence[Node], objects: Path) -> d
     db = deployment.database
     return {
         "vpc_cidr": deployment.vpc_cidr,
+        "allocation_id": deployment.address.allocation_id,
         "servers": servers,
         "objects": files,
         "secrets": [{"name": db.secret_name, "arn": db.secret_arn, "value": db.secret_string}],

@@ -210,6 +210,14 @@ def seed(plan: dict[str, Any]) -> dict[str, Member]:
                     ],
                 )
             autoscaling.attach_instances(AutoScalingGroupName=group, InstanceIds=[instance["InstanceId"]])
+    # The site's Elastic IP under the program's allocation id (the LB's eip.json names it): moto
+    # makes its own ids, so the address it allocated is renamed in its backend, in this process.
+    from moto.ec2.models import ec2_backends
+
+    allocated = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    for address in ec2_backends[plan["account"]][region].addresses:
+        if address.allocation_id == allocated:
+            address.allocation_id = address.id = data["allocation_id"]
     for bucket in sorted({o["bucket"] for o in data["objects"]}):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     for obj in data["objects"]:

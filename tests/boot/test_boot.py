@@ -175,3 +175,23 @@ def test_the_image_is_reused_and_holds_the_roles_packages(boot: Boot, monkeypatc
     ).stdout
     installed = {line.split()[0] for line in listed.splitlines() if line.endswith("install ok installed")}
     assert set(image.packages()) <= installed, set(image.packages()) - installed
+
+
+def test_the_load_balancer_claims_the_sites_address(boot: Boot) -> None:
+    """node.eip on the lone LB claims the Elastic IP the program allocated (by the allocation id in
+    its eip.json), as the LB's own boto3 sees it through the stand-in."""
+    assert boot.deployment is not None
+    lb = _container(boot, "lb")
+    allocation = boot.deployment.address.allocation_id
+    query = (
+        "import boto3, sys; a = boto3.client('ec2', region_name=sys.argv[1])"
+        ".describe_addresses(AllocationIds=[sys.argv[2]])['Addresses'][0]; print(a.get('PrivateIpAddress', '-'))"
+    )
+
+    def claimed() -> bool:
+        done = lb.exec("python3", "-c", query, boot.deployment.region, allocation, check=False)  # type: ignore[union-attr]
+        return done.stdout.strip() == lb.node.address
+
+    _wait(claimed, 60, f"{allocation} on the load balancer ({lb.node.address})")
+    journal = lb.exec("journalctl", "--no-pager", "-u", "foobar-eip").stdout
+    assert "claimed" in journal, journal
