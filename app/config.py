@@ -13,6 +13,14 @@ from pathlib import Path
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body the app takes (413 above); the load balancers refuse bigger ones first."""
+SHARED_CACHE_S = 1
+"""How long a shared cache (the load balancers' micro-cache) may keep an anonymous page: a burst of
+readers costs one render a second, and nobody sees a page older than this plus the replica's lag."""
+WROTE_COOKIE = "foobar_wrote"
+"""Set on a browser that has just signed the guestbook: its reads go to the primary and no shared cache
+answers it, so after post-redirect-get it sees its own entry at once, whatever the replica's lag."""
+READ_OWN_WRITES_S = 10
+"""How long that cookie lives: longer than a healthy replica's lag plus ``SHARED_CACHE_S``."""
 
 
 class ConfigError(ValueError):

@@ -110,15 +110,16 @@ def add_entry(db: Database, name: str, message: str) -> Entry:
     return db.run("writer", insert)
 
 
-def latest_entries(db: Database, limit: int = LIST_DEFAULT) -> list[Entry]:
-    """Newest first, from the reader (replica): a just-written entry may show up a moment later."""
+def latest_entries(db: Database, limit: int = LIST_DEFAULT, *, endpoint: str = "reader") -> list[Entry]:
+    """Newest first, from the reader (replica), where a just-written entry shows up a moment later; from
+    the writer for a client that must see its own write at once."""
 
     def select(conn: Connection[Any]) -> list[Entry]:
         with conn.cursor() as cur:
             cur.execute("SELECT id, name, message, created_at FROM entries ORDER BY id DESC LIMIT %s", (limit,))
             return [_entry(row) for row in cur.fetchall()]
 
-    return db.run("reader", select, retry=True)
+    return db.run(endpoint, select, retry=True)
 
 
 def _entry(row: dict[str, Any]) -> Entry:

@@ -6,6 +6,7 @@ never a stack trace; the detail goes to the log, which never holds a credential.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections.abc import Mapping
@@ -16,11 +17,12 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from werkzeug.exceptions import HTTPException
 
 from app import guestbook
-from app.config import MAX_BODY_BYTES, load_config
+from app.config import MAX_BODY_BYTES, READ_OWN_WRITES_S, SHARED_CACHE_S, WROTE_COOKIE, load_config
 from app.credentials import CredentialsProvider
 from app.db import Database, DatabaseUnavailable
 
 log = logging.getLogger("app")
+EPOCH = dt.datetime.fromtimestamp(0, tz=dt.UTC)
 
 bp = Blueprint("guestbook", __name__)
 
@@ -100,7 +102,7 @@ def _configure_logging(level: str) -> None:
 @bp.get("/")
 def index() -> tuple[str, int]:
     try:
-        entries = guestbook.latest_entries(_state().db)
+        entries = guestbook.latest_entries(_state().db, endpoint=_read_endpoint())
     except DatabaseUnavailable:
         return render_template("index.html", entries=[], unavailable=True), 503
     return render_template("index.html", entries=entries), 200
@@ -120,7 +122,17 @@ def post_entry_form() -> Any:
         return render_template("index.html", entries=[], error=exc, form=form, skip_list=True), 400
     except DatabaseUnavailable:
         return render_template("error.html", status=503, message="The guestbook is unavailable, try again."), 503
-    return redirect("/", code=303)
+    response = redirect("/", code=303)
+    # Read your own writes: for a while this browser reads from the primary, past every shared cache.
+    response.set_cookie(
+        WROTE_COOKIE, "1", max_age=READ_OWN_WRITES_S, path="/", secure=True, httponly=True, samesite="Lax"
+    )
+    return response
+
+
+def _read_endpoint() -> str:
+    """The primary for a browser that has just written (it must see its entry), the replica otherwise."""
+    return "writer" if request.cookies.get(WROTE_COOKIE) else "reader"
 
 
 def _same_origin() -> bool:
@@ -145,7 +157,7 @@ def _same_origin() -> bool:
 def list_entries() -> tuple[Response, int]:
     try:
         limit = guestbook.parse_limit(request.args.get("limit"))
-        entries = guestbook.latest_entries(_state().db, limit)
+        entries = guestbook.latest_entries(_state().db, limit, endpoint=_read_endpoint())
     except guestbook.ValidationError as exc:
         return _json_error(400, exc.message, exc.field)
     except DatabaseUnavailable:
@@ -237,6 +249,24 @@ def _unexpected_error(exc: Exception) -> Any:
 def _security_headers(response: Response) -> Response:
     for key, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
-    if request.path.startswith("/api/") or request.path in ("/readyz", "/healthz"):
-        response.headers.setdefault("Cache-Control", "no-store")
+    if "Cache-Control" not in response.headers:
+        if _shareable(response):
+            # Shared caches may keep it briefly (s-maxage); a browser's copy is stale at once (Expires in
+            # the past: s-maxage binds only shared caches). Not max-age=0: HAProxy 2.6 then stores nothing.
+            response.headers["Cache-Control"] = f"public, s-maxage={SHARED_CACHE_S}"
+            response.expires = EPOCH
+        else:
+            response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _shareable(response: Response) -> bool:
+    """Only an anonymous page that rendered fine: the API, the probes, errors, redirects and anything
+    asked with a cookie (a writer reading its own entry) are never stored anywhere."""
+    return (
+        request.method in ("GET", "HEAD")
+        and response.status_code == 200
+        and "Cookie" not in request.headers
+        and not request.path.startswith("/api/")
+        and request.path not in ("/readyz", "/healthz")
+    )

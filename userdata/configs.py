@@ -15,6 +15,7 @@ from typing import TypedDict
 
 import jinja2
 
+from app.config import SHARED_CACHE_S
 from node.discovery import SLOTS
 from node.pair import PEERS_SECTION, peer_name
 from userdata import EdgeLimits, RoleValues
@@ -68,6 +69,11 @@ NGINX_KEY = "/etc/nginx/tls/server.key"
 SITE_ROOT = "/var/www/foobar"
 APP_UPSTREAM = "127.0.0.1:8000"
 WSGI_APP = "app.main:create_app()"
+MICRO_CACHE_S = SHARED_CACHE_S
+"""The load balancers' cache keeps an anonymous page at most this long (the app asks for the same)."""
+MICRO_CACHE_MB = 16
+"""Memory per load balancer for the micro-cache: the pages are a few KB, gzipped and plain."""
+MICRO_CACHE_OBJECT_BYTES = 512 * 1024
 APP_KEEPALIVE_S = 75
 """gunicorn keeps idle connections longer than nginx's upstream keepalive_timeout: nginx closes first."""
 
@@ -344,6 +350,9 @@ def render_haproxy_cfg(cfg: HaproxyConfig) -> str:
             local_peer=cfg.local_peer,
             peers_section=PEERS_SECTION,
             l=cfg.limits,
+            cache_s=MICRO_CACHE_S,
+            cache_mb=MICRO_CACHE_MB,
+            cache_object_bytes=MICRO_CACHE_OBJECT_BYTES,
         )
     )
 
