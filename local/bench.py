@@ -103,14 +103,15 @@ def _number(value: float | None) -> str:
 def format_table(rows: list[Row]) -> str:
     """The rows as one aligned text table, a section per bench, and a count of PASS and MISS."""
     width = max([len(r.name) for r in rows] + [6])
-    head = f"{'figure':<{width}}  {'measured':>10}  {'unit':<6}  {'target':<14}  result"
+    twidth = max([len(r.target) for r in rows] + [6])
+    head = f"{'figure':<{width}}  {'measured':>10}  {'unit':<6}  {'target':<{twidth}}  result"
     lines = [head, "-" * len(head)]
     bench = None
     for r in rows:
         if r.bench != bench:
             bench = r.bench
             lines.append(f"[{bench}]")
-        line = f"{r.name:<{width}}  {_number(r.measured):>10}  {r.unit:<6}  {r.target or '-':<14}  {r.verdict or '-'}"
+        line = f"{r.name:<{width}}  {_number(r.measured):>10}  {r.unit:<6}  {r.target or '-':<{twidth}}  {r.verdict or '-'}"
         lines.append(f"{line}  {r.note}".rstrip())
     passed = sum(r.met is True for r in rows)
     missed = sum(r.met is False for r in rows)
