@@ -111,7 +111,8 @@ def format_table(rows: list[Row]) -> str:
         if r.bench != bench:
             bench = r.bench
             lines.append(f"[{bench}]")
-        line = f"{r.name:<{width}}  {_number(r.measured):>10}  {r.unit:<6}  {r.target or '-':<{twidth}}  {r.verdict or '-'}"
+        target = r.target or "-"
+        line = f"{r.name:<{width}}  {_number(r.measured):>10}  {r.unit:<6}  {target:<{twidth}}  {r.verdict or '-'}"
         lines.append(f"{line}  {r.note}".rstrip())
     passed = sum(r.met is True for r in rows)
     missed = sum(r.met is False for r in rows)
