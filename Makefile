@@ -31,11 +31,9 @@ lint: bootstrap
 test: lint
 	.venv/bin/python -m pytest -q
 
+# Every bench, then one table of every figure with its target: make bench [STRICT=1] [SERVE='--duration 5'].
 bench: bootstrap
-	.venv/bin/python bench/deploy_time.py
-	.venv/bin/python bench/loop_cost.py
-	.venv/bin/python bench/serve.py
-	.venv/bin/python bench/boot.py --rounds 1
+	.venv/bin/python bench/run.py $(if $(STRICT),--strict) $(if $(SERVE),-- $(SERVE))
 
 # The load-balancer pair in network namespaces (root): kill the MASTER's HAProxy, then the whole MASTER.
 failover: bootstrap

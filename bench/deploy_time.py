@@ -15,7 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from local.bench import Row, emit_rows, format_table
 from tests.unit.harness import Registration, Run, run
+
+BENCH = "deploy_time"
 
 # Typical creation times in seconds (DESIGN.md section 9, public apply logs); the rest take ~3 s.
 SECONDS = {
@@ -84,6 +87,7 @@ def waits_on_database(result: Run) -> list[str]:
 
 def main() -> int:
     ok = True
+    rows: list[Row] = []
     for label, result in (
         ("dev", run("dev")),
         ("prod", run("prod")),
@@ -100,9 +104,22 @@ def main() -> int:
         db_chain = any(r.type == "aws:rds/instance:Instance" for r in chain)
         verdict = "OK" if db_chain and not waiting and rest <= total else "MISSED"
         ok &= verdict == "OK"
+        rows.append(
+            Row(
+                BENCH,
+                f"{label}: critical path (estimate)",
+                total / 60,
+                "min",
+                "db chain longest",
+                verdict == "OK",
+                f"without the database ~{rest / 60:.1f} min; servers waiting on it: {len(waiting)}",
+            )
+        )
         print(f"   target (the database chain is the longest, no server waits on it): {verdict}")
         if waiting:
             print(f"   servers waiting on the database: {', '.join(waiting)}")
+    print("\n" + format_table(rows))
+    emit_rows(rows)
     return 0 if ok else 1
 
 

@@ -1,7 +1,8 @@
 """The cost of the development loop: one mocked run of the program, and the unit suite.
 
 Usage: .venv/bin/python bench/loop_cost.py [--repeat 5]
-Prints the median and the spread, so a regression in the program or the tests shows.
+Prints the median and the spread, so a regression in the program or the tests shows, and holds the
+medians to the loop's targets: one mocked run under 3 s, the unit suite under 30 s.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from local.bench import Row, at_most, emit_rows, format_table, positive  # noqa: E402
+
+BENCH = "loop_cost"
+MOCKED_RUN_S = 3.0
+UNIT_SUITE_S = 30.0
 
 
 def mocked_runs(repeat: int) -> list[float]:
@@ -51,13 +58,23 @@ def show(label: str, values: list[float]) -> None:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    show("one mocked run of the program (prod)", mocked_runs(args.repeat))
-    show("unit suite (tests/unit, pytest)", suite_runs(max(1, args.repeat // 2)))
+    parser.add_argument("--repeat", type=positive("--repeat"), default=5, help="mocked runs (suite runs: half)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    mocked = mocked_runs(args.repeat)
+    show("one mocked run of the program (prod)", mocked)
+    suite = suite_runs(max(1, args.repeat // 2))
+    show("unit suite (tests/unit, pytest)", suite)
+    rows: list[Row] = [
+        at_most(BENCH, "one mocked run of the program (prod), median", statistics.median(mocked), MOCKED_RUN_S, "s"),
+        at_most(BENCH, "unit suite (tests/unit), median", statistics.median(suite), UNIT_SUITE_S, "s"),
+    ]
+    print("\n" + format_table(rows))
+    emit_rows(rows)
+    return 1 if args.strict and any(r.met is False for r in rows) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
