@@ -1,11 +1,13 @@
 """Runs the real __main__.py under Pulumi mocks and records every registration.
 
 The CLI applies Pulumi.yaml defaults and passes config as strings; mocks do neither, so ``run``
-does both from the same files the CLI reads. Each run gets fresh mocks and config.
+does both from the same files the CLI reads. Each run gets fresh mocks and config; :func:`run`
+shares the runs of an identical configuration.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import runpy
@@ -241,26 +243,87 @@ class Run:
 LAST: Recorder | None = None
 """The mocks of the latest run, kept so a test can look at what a failed run registered."""
 
+RUNS = 0
+"""How many times this process ran the program (runs served from :data:`_SHARED` not counted)."""
+
+FAILED_RUNS = 0
+"""How many of those runs stopped with an error (a refused setting, mostly: they end early)."""
+
+SHARED_CALLS = 0
+"""How many :func:`run` calls were served by an earlier run of an identical configuration."""
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A finished run as :func:`run` keeps it: never handed out, only copied."""
+
+    mocks: Recorder
+    namespace: dict[str, Any]
+    root: pulumi.Resource | None
+    """The run's root Stack resource, put back when the run is served again."""
+
+
+_SHARED: dict[tuple[str, str], _Recorded] = {}
+"""Finished runs by (stack, config as the program sees it)."""
+
 
 def run(stack: str = "dev", base: str | None = None, **overrides: Any) -> Run:
     """Run __main__.py for ``stack`` with config from ``base``'s stack file (default: the stack's own)
-    and overrides given as camelCase settings (``webCount=3``) or full keys (``aws:region``)."""
-    return run_with(Recorder, stack, base, **overrides)
+    and overrides given as camelCase settings (``webCount=3``) or full keys (``aws:region``).
+
+    Runs of an identical configuration are shared: the program runs once per stack and config (as
+    the program sees them, so ``base`` and overrides that repeat a default give the same run). Each
+    call gets its own deep copy of the registrations and invokes, so no test sees what another one
+    changed, and leaves the runtime as a run of its own would (mocks, stack, config, root resource),
+    since callers such as the policy tests read the stack config after a run. A run that fails is
+    not kept; nor is one whose registrations depend on the clock (an ephemeral stack without
+    ``expiresAt`` tags expires-at = now + ttlHours)."""
+    global SHARED_CALLS
+    config = _config(stack, base, overrides)
+    if config.get(f"{PROJECT}:ephemeral") == "true" and not config.get(f"{PROJECT}:expiresAt"):
+        return _run(Recorder, stack, config)
+    key = (stack, json.dumps(config, sort_keys=True))
+    recorded = _SHARED.get(key)
+    if recorded is None:
+        result = _run(Recorder, stack, config)
+        root = pulumi.runtime.settings.ROOT.get()
+        _SHARED[key] = _Recorded(copy.deepcopy(result.mocks), dict(result.namespace), root)
+        return result
+    SHARED_CALLS += 1
+    mocks = copy.deepcopy(recorded.mocks)
+    pulumi.runtime.settings.ROOT.set(recorded.root)  # so set_mocks makes no new Stack resource
+    _configure(mocks, stack, config)
+    return Run(mocks, dict(recorded.namespace))
 
 
 def run_with(recorder: type[Recorder], stack: str = "dev", base: str | None = None, **overrides: Any) -> Run:
-    """:func:`run` with a Recorder subclass as the mocks (local.mocked's issues TLS for real)."""
+    """:func:`run` with a Recorder subclass as the mocks (local.mocked's issues TLS for real); the
+    program always runs, nothing is shared."""
+    return _run(recorder, stack, _config(stack, base, overrides))
+
+
+def _config(stack: str, base: str | None, overrides: dict[str, Any]) -> dict[str, str]:
+    """The full config, as the strings the program reads."""
     config = stack_config(base or stack)
     for key, value in overrides.items():
         config[key if ":" in key else f"{PROJECT}:{key}"] = value
-    region = str(config.get("aws:region", "us-east-1"))
-    mocks = recorder(region=region)
-    pulumi.runtime.settings.ROOT.set(None)  # a fresh root Stack resource named after this stack
+    return {k: _as_config_string(v) for k, v in config.items()}
+
+
+def _configure(mocks: Recorder, stack: str, config: dict[str, str]) -> None:
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks))
-    pulumi.runtime.set_all_config({k: _as_config_string(v) for k, v in config.items()})
-    namespace: dict[str, Any] = {}
+    pulumi.runtime.set_all_config(config)
     global LAST
     LAST = mocks
+
+
+def _run(recorder: type[Recorder], stack: str, config: dict[str, str]) -> Run:
+    global RUNS, FAILED_RUNS
+    RUNS += 1
+    mocks = recorder(region=config.get("aws:region", "us-east-1"))
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh root Stack resource named after this stack
+    _configure(mocks, stack, config)
+    namespace: dict[str, Any] = {}
 
     @pulumi.runtime.test
     def program() -> None:
@@ -268,6 +331,9 @@ def run_with(recorder: type[Recorder], stack: str = "dev", base: str | None = No
 
     try:
         program()
+    except BaseException:
+        FAILED_RUNS += 1
+        raise
     finally:
         mocks.finish()
     return Run(mocks, namespace)
