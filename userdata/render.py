@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import gzip
 import io
 import ipaddress
@@ -190,6 +191,13 @@ def shipped_module(source: str, jobs: Collection[str] | None = None) -> str:
     functions, classes, imports and constants they (or the module's other statements) use: a web
     server carries no ACM export, a load balancer no app.env writer nor launch hook.
     """
+    return _shipped_module(source, None if jobs is None else frozenset(jobs))
+
+
+@functools.lru_cache(maxsize=32)
+def _shipped_module(source: str, jobs: frozenset[str] | None) -> str:
+    """:func:`shipped_module`, worked out once per source and set of jobs: the AST passes are a tenth
+    of a mocked run of the program, and the tests run it for the same few roles and stacks often."""
     tree = _Unannotate().visit(ast.parse(source))
     # Without hints, ``from __future__ import annotations`` has nothing left to do.
     tree.body = [s for s in tree.body if not (isinstance(s, ast.ImportFrom) and s.module == "__future__")]
