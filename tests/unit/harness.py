@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import hashlib
 import json
 import runpy
@@ -323,6 +324,18 @@ def _config(stack: str, base: str | None, overrides: dict[str, Any]) -> dict[str
     return {k: _as_config_string(v) for k, v in config.items()}
 
 
+def _settle_heap() -> None:
+    """Collect what earlier runs left, then freeze the survivors for the collector.
+
+    A run allocates some 10^5 objects that live until it ends, so the collector's full passes come
+    during every run, and each one walked the whole heap: the AWS provider's ~300,000 objects
+    (modules, type classes), the runs kept for sharing. That was a third of a run's time (0.3 s of
+    gen-2 passes per run, 10 s of the unit suite). Frozen objects are skipped by those passes (and
+    never collected: a kept run's object graph lives as long as the process anyway)."""
+    gc.collect()
+    gc.freeze()
+
+
 def _configure(mocks: Recorder, stack: str, config: dict[str, str]) -> None:
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=RecordingMonitor(mocks))
     pulumi.runtime.set_all_config(config)
@@ -333,6 +346,7 @@ def _configure(mocks: Recorder, stack: str, config: dict[str, str]) -> None:
 def _run(recorder: type[Recorder], stack: str, config: dict[str, str]) -> Run:
     global RUNS, FAILED_RUNS
     RUNS += 1
+    _settle_heap()
     mocks = recorder(region=config.get("aws:region", "us-east-1"))
     pulumi.runtime.settings.ROOT.set(None)  # a fresh root Stack resource named after this stack
     _configure(mocks, stack, config)
