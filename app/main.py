@@ -252,7 +252,7 @@ def _security_headers(response: Response) -> Response:
     if "Cache-Control" not in response.headers:
         if _shareable(response):
             # Shared caches may keep it briefly (s-maxage); a browser's copy is stale at once (Expires in
-            # the past: s-maxage binds only shared caches). Not max-age=0: HAProxy 2.6 then stores nothing.
+            # the past: s-maxage binds only shared caches). Not max-age=0: HAProxy (2.6 and 2.8) then stores nothing.
             response.headers["Cache-Control"] = f"public, s-maxage={SHARED_CACHE_S}"
             response.expires = EPOCH
         else:
@@ -267,6 +267,7 @@ def _shareable(response: Response) -> bool:
         request.method in ("GET", "HEAD")
         and response.status_code == 200
         and "Cookie" not in request.headers
+        and "Set-Cookie" not in response.headers
         and not request.path.startswith("/api/")
         and request.path not in ("/readyz", "/healthz")
     )

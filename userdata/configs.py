@@ -74,6 +74,8 @@ MICRO_CACHE_S = SHARED_CACHE_S
 MICRO_CACHE_MB = 16
 """Memory per load balancer for the micro-cache: the pages are a few KB, gzipped and plain."""
 MICRO_CACHE_OBJECT_BYTES = 512 * 1024
+"""The largest page the micro-cache keeps (HAProxy wants it under half of the cache): the home page with
+50 entries of 1000 characters is about 60 KB plain."""
 APP_KEEPALIVE_S = 75
 """gunicorn keeps idle connections longer than nginx's upstream keepalive_timeout: nginx closes first."""
 

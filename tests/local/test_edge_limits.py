@@ -218,6 +218,17 @@ def test_the_sixth_post_in_a_minute_is_refused_and_another_client_still_posts(si
     assert other.status == 303, other.status
 
 
+def test_a_post_spelled_with_percent_escapes_counts_like_any_other(site: LocalSite) -> None:
+    """``/%65ntries`` is ``/entries`` to the app (gunicorn decodes the path): the door must count it too."""
+    conn = connection(ca_file(site), "127.1.0.20")
+    for _ in range(LIMITS.posts_per_minute):
+        assert post_entry(conn, uuid.uuid4().hex).status == 303
+    body = urllib.parse.urlencode({"name": "Edge test", "message": "escaped"}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Origin": f"https://{LAYOUT.lb}"}
+    escaped = ask(conn, "POST", "/%65ntries", body=body, headers=headers)
+    assert escaped.status == 429, escaped.status
+
+
 # ------------------------------------------------------------------------------------------ slow client
 
 
@@ -302,6 +313,12 @@ def test_readyz_exists_only_from_inside(site: LocalSite) -> None:
     assert inside.status == 200, inside.body  # the site's database is up
     time.sleep(0.3)
     assert marker not in app_log(site), "the outside /readyz reached the app"
+
+
+@pytest.mark.parametrize("path", ["/%72eadyz", "/%72%65adyz"])
+def test_readyz_spelled_with_percent_escapes_is_absent_too(site: LocalSite, path: str) -> None:
+    answer = ask(connection(ca_file(site), "127.1.0.19"), "GET", path)
+    assert answer.status == 404 and b'"writer"' not in answer.body, (path, answer.status, answer.body[:200])
 
 
 # ------------------------------------------------------------------------------------- what is counted

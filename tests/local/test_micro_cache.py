@@ -8,6 +8,7 @@ primary), and everybody else sees it within ``SHARED_CACHE_S`` plus the replica'
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import time
@@ -54,10 +55,12 @@ class Answer:
 def ask(site: LocalSite, path: str, method: str = "GET", body: str | None = None, **headers: str) -> Answer:
     conn = http.client.HTTPSConnection(LAYOUT.lb, 443, context=tls_context(site), timeout=10)
     try:
-        conn.request(method, path, body=body, headers={"Accept-Encoding": "identity", **headers})
+        conn.request(method, path, body=body, headers={"Accept-Encoding": "gzip", **headers})
         resp = conn.getresponse()
-        text = resp.read().decode()
-        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, text)
+        raw = resp.read()
+        if resp.getheader("Content-Encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw.decode())
     finally:
         conn.close()
 
@@ -69,15 +72,14 @@ def app_requests(site: LocalSite) -> int:
 
 
 def fresh_miss(site: LocalSite) -> Answer:
-    """An anonymous GET / that went to the app (the cached copy, if any, had expired)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        answer = ask(site, "/")
-        assert answer.status == 200, answer
-        if not answer.hit:
-            return answer
-        time.sleep(0.05)
-    raise AssertionError("every GET / for 5 s was a cache hit: the cached copy never expires")
+    """An anonymous GET / that went to the app just after a second began, so the copy it left lives
+    almost a whole second: HAProxy's cache expires a copy at the end of the wall-clock second after
+    the one it was stored in (a copy stored at 10.9 s is gone at 11.0 s)."""
+    time.sleep(1 - time.time() % 1 + 0.02)
+    answer = ask(site, "/")
+    assert answer.status == 200, answer
+    assert not answer.hit, "a copy outlived the second after the one it was stored in"
+    return answer
 
 
 def test_an_anonymous_page_is_answered_from_the_cache_for_about_a_second(site: LocalSite) -> None:
@@ -111,8 +113,23 @@ def test_cookies_posts_and_the_api_always_reach_the_app(site: LocalSite) -> None
     for _ in range(2):
         listed = ask(site, "/api/entries")
         assert listed.status == 200 and not listed.hit
-    # A conditional or no-cache request from the browser goes to the app too.
-    assert not ask(site, "/", **{"Cache-Control": "no-cache"}).hit
+    # A reload (the browser asks no-cache or max-age=0) goes to the app while a copy is there.
+    for asked in ("no-cache", "max-age=0"):
+        fresh_miss(site)
+        assert ask(site, "/").hit
+        assert not ask(site, "/", **{"Cache-Control": asked}).hit, asked
+
+
+def test_only_the_gzipped_copy_is_kept(site: LocalSite) -> None:
+    """HAProxy would hand a plain copy to every client (all accept identity), so browsers would get the
+    page uncompressed: only the gzipped copy is kept, and a client without gzip always reaches the app."""
+    fresh_miss(site)
+    zipped = ask(site, "/")
+    assert zipped.hit and zipped.headers.get("content-encoding") == "gzip", zipped.headers
+    plain = [ask(site, "/", **{"Accept-Encoding": "identity"}) for _ in range(2)]
+    assert [p.hit for p in plain] == [False, False]
+    assert all("content-encoding" not in p.headers and "<form" in p.body for p in plain)
+    assert ask(site, "/").headers.get("content-encoding") == "gzip"
 
 
 def _replica(site: LocalSite) -> MariaDB:
