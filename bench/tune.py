@@ -57,11 +57,13 @@ def _replace(old: str, new: str) -> Callable[[str], str]:
 
 
 MAXCONN = "    maxconn 4096\n"
+PINNED = "    cpu-map auto:1/all 0-63\n"
 VARIANTS: dict[str, Callable[[str], str]] = {
     "as rendered": lambda cfg: cfg,
+    "threads not pinned to CPUs": _replace(PINNED, ""),
     "nbthread 1": _after(MAXCONN, "    nbthread 1\n"),
-    "threads pinned to CPUs": _after(MAXCONN, "    nbthread 2\n    cpu-map auto:1/1-2 0-1\n"),
     "no per-request log": _replace("    option httplog\n", "    option httplog\n    option dontlog-normal\n"),
+    "tune.maxpollevents 32": _after(MAXCONN, "    tune.maxpollevents 32\n"),
     "backend: no TLS session reuse": _replace("pool-purge-delay", "no-ssl-reuse pool-purge-delay"),
     "backend: http-reuse safe": _replace("    http-reuse always\n", "    http-reuse safe\n"),
     "backend: http-reuse never": _replace("    http-reuse always\n", "    http-reuse never\n"),
