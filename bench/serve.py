@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from local.bench import (  # noqa: E402 - needs the repo root on sys.path first
+    H2LOAD_THREADS,
     PERCENTILES,
     RATE_TOLERANCE,
     OpenLoop,
@@ -304,11 +305,12 @@ def saturation_rows(results: dict[Case, Result], rounds: int) -> list[Row]:
 
 # ---- 2. latency at a fixed rate (h2load, open loop) ------------------------------------------------
 def run_h2load(h2load: str, case: Case, rate: float, duration: float, warm_up: float, log: Path) -> OpenLoop:
-    """``rate`` requests/s in all from enough clients that each sends at most 50/s (h2load's timer ticks
+    """``rate`` requests/s in all from enough clients that each sends at most 100/s (h2load's timer ticks
     at most every 10 ms), each allowed 8 pipelined requests in flight, so a request falls due on time
     even while a few earlier ones are slow, and is timed from then."""
-    clients = clients_for(rate)
-    command = [h2load, "--h1", f"--rps={rate / clients:.6f}", "-c", str(clients), "-m", "8"]
+    clients = clients_for(rate, H2LOAD_THREADS)
+    command = [h2load, "--h1", "-t", str(H2LOAD_THREADS), f"--rps={rate / clients:.6f}", "-c", str(clients)]
+    command += ["-m", "8"]
     command += ["-D", f"{duration:g}", f"--warm-up-time={warm_up:g}", f"--connect-to={case.address}:443"]
     command += [f"--log-file={log}", "-H", "Accept-Encoding: gzip", case.url]
     log.unlink(missing_ok=True)

@@ -57,13 +57,13 @@ def loop(p50: float, p99: float, p999: float, achieved: float = 100.0, errors: i
 # ---- h2load clients, log, percentiles ------------------------------------------------------------
 @pytest.mark.parametrize(
     ("rate", "threads", "clients"),
-    [(7500, 1, 150), (7501, 1, 151), (100, 1, 16), (800, 1, 16), (801, 1, 17), (7501, 4, 152), (3, 32, 32)],
+    [(15000, 1, 150), (15001, 1, 151), (100, 1, 16), (1600, 1, 16), (1601, 1, 17), (15001, 4, 152), (3, 32, 32)],
 )
-def test_clients_keep_each_at_50_per_second_at_least_16_and_a_multiple_of_threads(
+def test_clients_keep_each_at_100_per_second_at_least_16_and_a_multiple_of_threads(
     rate: float, threads: int, clients: int
 ) -> None:
     assert clients_for(rate, threads) == clients
-    assert rate / clients <= 50
+    assert rate / clients <= 100
 
 
 @pytest.mark.parametrize(("rate", "threads", "word"), [(0, 1, "rate"), (-5, 1, "rate"), (10, 0, "threads")])
