@@ -57,10 +57,9 @@ def _replace(old: str, new: str) -> Callable[[str], str]:
 
 
 MAXCONN = "    maxconn 4096\n"
-PINNED = "    cpu-map auto:1/all 0-63\n"
 VARIANTS: dict[str, Callable[[str], str]] = {
     "as rendered": lambda cfg: cfg,
-    "threads not pinned to CPUs": _replace(PINNED, ""),
+    "threads bound to CPUs": _after(MAXCONN, "    cpu-map auto:1/all 0-63\n"),
     "nbthread 1": _after(MAXCONN, "    nbthread 1\n"),
     "no per-request log": _replace("    option httplog\n", "    option httplog\n    option dontlog-normal\n"),
     "tune.maxpollevents 32": _after(MAXCONN, "    tune.maxpollevents 32\n"),
