@@ -13,7 +13,6 @@ same ratios the serve bench holds to its targets. Exit 0 once measured, 2 when t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import signal
@@ -27,15 +26,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from local.bench import on_own_site, positive  # noqa: E402
-from local.site import LocalSite  # noqa: E402
-from node.discovery import Runtime  # noqa: E402
+from local.bench import bench_script, on_own_site, positive  # noqa: E402
+from local.site import TIERS, LocalSite, State, _is_up  # noqa: E402
+from node.discovery import Runtime, RuntimeError_  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("serve", ROOT / "bench" / "serve.py")
-assert _spec and _spec.loader
-serve = importlib.util.module_from_spec(_spec)
-sys.modules["serve"] = serve
-_spec.loader.exec_module(serve)
+serve = bench_script("serve")
 
 
 def _after(anchor: str, lines: str) -> Callable[[str], str]:
@@ -71,43 +66,27 @@ VARIANTS: dict[str, Callable[[str], str]] = {
 
 
 def reload(site: LocalSite, text: str, timeout: float = 30.0) -> None:
-    """Write ``text`` as HAProxy's config, reload, and wait until every filled slot is UP again."""
-    cfg = site.lb_home / "haproxy.cfg"
-    cfg.write_text(text)
+    """Write ``text`` as HAProxy's config, reload, and wait until a new worker runs and every server
+    of both tiers is UP in it again (the discovery agent re-applies them after a restart)."""
+    (site.lb_home / "haproxy.cfg").write_text(text)
     master = int((site.lb_home / "haproxy.pid").read_text().split()[0])
     runtime = Runtime(str(site.admin_socket))
-    before = _workers(runtime)
+    before = runtime.process()
     os.kill(master, signal.SIGUSR2)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
+    while True:
         try:
-            if _workers(runtime) != before and _all_up(runtime):
-                return
-        except OSError:
-            continue
-    raise serve.BenchError(f"HAProxy did not come back with every server UP within {timeout:.0f} s")
-
-
-def _workers(runtime: Runtime) -> str:
-    info = runtime.command("show info")
-    return next((line for line in info.splitlines() if line.startswith("Pid:")), "")
-
-
-def _all_up(runtime: Runtime) -> bool:
-    """Every slot the discovery agent has filled (an address, not in maintenance) is UP, in both tiers."""
-    stat = runtime.command("show stat").lstrip("# ").splitlines()
-    header = stat[0].split(",")
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in stat[1:]]
-    filled = [
-        r
-        for r in rows
-        if r.get("pxname") in ("web", "app")
-        and r.get("svname") not in ("FRONTEND", "BACKEND")
-        and not r.get("status", "").startswith("MAINT")
-    ]
-    tiers = {r["pxname"] for r in filled}
-    return tiers == {"web", "app"} and all(r.get("status") == "UP" for r in filled)
+            if runtime.process() != before:
+                break
+        except RuntimeError_:
+            pass  # the socket is briefly away while the new worker takes over
+        if time.monotonic() > deadline:
+            raise serve.BenchError(f"HAProxy did not reload within {timeout:.0f} s")
+        time.sleep(0.2)
+    state = State.load(site.state_file)
+    for tier in TIERS:
+        for server in state.tier(tier):
+            site._wait_haproxy(tier, server, _is_up, "UP", timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ here so it is tested without a site."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -15,9 +16,25 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 from local.netns import signals_raise
 from local.site import Layout, LocalSite
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench_script(name: str) -> ModuleType:
+    """A bench script as a module (bench/ is a folder of scripts, not a package), loaded once."""
+    key = f"bench_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, BENCH_DIR / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def positive(name: str, kind: Callable[[str], float] = int) -> Callable[[str], float]:

@@ -3,11 +3,8 @@ output and handshake trace, HAProxy's counters, the targets and the one table. N
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -19,6 +16,7 @@ from local.bench import (
     all_met,
     at_least,
     at_most,
+    bench_script,
     clients_for,
     emit_rows,
     format_table,
@@ -34,20 +32,7 @@ from local.bench import (
     summarize,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str) -> ModuleType:
-    """A bench script as a module (bench/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-serve = _load("serve")
+serve = bench_script("serve")
 
 
 def loop(p50: float, p99: float, p999: float, achieved: float = 100.0, errors: int = 0) -> OpenLoop:

@@ -6,6 +6,7 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+from local.mariadb import MariaDB, TlsFiles
 from local.site import Layout, LocalSite
 
 
@@ -22,3 +23,10 @@ def running(folder: Path, layout: Layout) -> Iterator[LocalSite]:
 def tls_context(site: LocalSite) -> ssl.SSLContext:
     """Verifies the site's certificates against its own CA, as a client trusting that CA would."""
     return ssl.create_default_context(cafile=str(site.dir / "pki" / "ca.pem"))
+
+
+def replica(site: LocalSite) -> MariaDB:
+    """The site's running replica, to stop and start its replication from a test."""
+    tls = site.dir / "db" / "replica" / "tls"
+    files = TlsFiles(tls / "ca.pem", tls / "server.pem", tls / "server.key")
+    return MariaDB("replica", site.layout.db_replica, site.layout.db_port, site.dir / "db", files, role="replica")

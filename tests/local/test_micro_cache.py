@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import pytest
 
 from app.config import SHARED_CACHE_S, WROTE_COOKIE
-from local.mariadb import MariaDB, TlsFiles
 from local.site import Layout, LocalSite
+from tests.local.support import replica as replica_of
 from tests.local.support import running, tls_context
 
 LAYOUT = Layout(
@@ -132,17 +132,11 @@ def test_only_the_gzipped_copy_is_kept(site: LocalSite) -> None:
     assert ask(site, "/").headers.get("content-encoding") == "gzip"
 
 
-def _replica(site: LocalSite) -> MariaDB:
-    tls = site.dir / "db" / "replica" / "tls"
-    files = TlsFiles(tls / "ca.pem", tls / "server.pem", tls / "server.key")
-    return MariaDB("replica", LAYOUT.db_replica, LAYOUT.db_port, site.dir / "db", files, role="replica")
-
-
 def test_the_writer_sees_its_entry_at_once_and_others_within_a_second_plus_the_replicas_lag(
     site: LocalSite,
 ) -> None:
     message = f"fresh {uuid.uuid4().hex}"
-    replica = _replica(site)
+    replica = replica_of(site)
     replica.execute("STOP SLAVE SQL_THREAD")  # the replica lags for as long as this test wants
     try:
         fresh_miss(site)

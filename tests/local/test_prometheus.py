@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from local.mariadb import MariaDB, TlsFiles
 from local.monitoring import EVALUATION_INTERVAL_S, SCRAPE_INTERVAL_S
 from local.site import Layout, LocalSite, State, alive
+from tests.local.support import replica as replica_of
 from tests.local.support import running
 
 LAYOUT = Layout(
@@ -267,15 +267,7 @@ def test_a_killed_web_server_and_stopped_replication_fire_their_alerts_which_res
     home = site.dir / victim.name
     slot = site._slot("web", victim)
     assert slot is not None and slot.up, slot
-    tls = site.dir / "db" / "replica" / "tls"
-    replica = MariaDB(
-        "replica",
-        LAYOUT.db_replica,
-        LAYOUT.db_port,
-        site.dir / "db",
-        TlsFiles(tls / "ca.pem", tls / "server.pem", tls / "server.key"),
-        role="replica",
-    )
+    replica = replica_of(site)
     faults: dict[str, Callable[[dict[str, str]], bool]] = {
         "FoobarWebServerDown": lambda labels: labels.get("server") == slot.name,
         "FoobarDbReplicaLag": lambda labels: True,
