@@ -69,10 +69,8 @@ NGINX_KEY = "/etc/nginx/tls/server.key"
 SITE_ROOT = "/var/www/foobar"
 APP_UPSTREAM = "127.0.0.1:8000"
 WSGI_APP = "app.main:create_app()"
-MICRO_CACHE_S = SHARED_CACHE_S
-"""The load balancers' cache keeps an anonymous page at most this long (the app asks for the same)."""
 MICRO_CACHE_MB = 16
-"""Memory per load balancer for the micro-cache: the pages are a few KB, gzipped and plain."""
+"""Memory per load balancer for the micro-cache, which keeps the app's gzipped pages for ``SHARED_CACHE_S``."""
 MICRO_CACHE_OBJECT_BYTES = 512 * 1024
 """The largest page the micro-cache keeps (HAProxy wants it under half of the cache): the home page with
 50 entries of 1000 characters is about 60 KB plain."""
@@ -352,7 +350,7 @@ def render_haproxy_cfg(cfg: HaproxyConfig) -> str:
             local_peer=cfg.local_peer,
             peers_section=PEERS_SECTION,
             l=cfg.limits,
-            cache_s=MICRO_CACHE_S,
+            cache_s=SHARED_CACHE_S,
             cache_mb=MICRO_CACHE_MB,
             cache_object_bytes=MICRO_CACHE_OBJECT_BYTES,
         )
